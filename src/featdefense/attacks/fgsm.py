@@ -1,0 +1,16 @@
+"""FGSM (Goodfellow et al. 2014): x* = clip[0,1](x + eps * sign(grad_x CE(f(x), y)))."""
+import torch
+import torch.nn.functional as F
+
+
+class FGSM:
+    def __init__(self, model, epsilon: float = 0.2):
+        self.model, self.epsilon = model, epsilon
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, generator=None) -> torch.Tensor:
+        x = images.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(self.model(x), labels)
+        (grad,) = torch.autograd.grad(loss, x)
+        return (images + self.epsilon * grad.sign()).clamp(0, 1).detach()
+
+    __call__ = forward

@@ -1,0 +1,110 @@
+"""`featdefense <command>`: one thin entry point per stage, plus the pipeline's own helpers."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import FeatdefenseError, params as params_mod
+from .pipeline import STAGES, WILDCARD_VALUES, dvc_yaml
+
+log = logging.getLogger("featdefense")
+TIMINGS = Path("logs/timings.jsonl")  # wall-clock per stage: never a DVC dependency or output
+
+
+def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
+    stage = STAGES[name]
+    p = params_mod.select(params_mod.load(params_path), stage.param_keys(**wildcards))
+    inp = {k: v.format(**wildcards) for k, v in stage.deps.items()}
+    out = {k: v.format(**wildcards) for k, v in stage.products.items()}
+    module = importlib.import_module(f"featdefense.stages.{name}")
+    label = "@".join([name] + list(wildcards.values()))
+    log.info("stage %s: params %s", label, json.dumps(p, sort_keys=True))
+    start = time.time()
+    module.run(p, inp, out, **wildcards)
+    seconds = time.time() - start
+    log.info("stage %s done in %.1f s", label, seconds)
+    TIMINGS.parent.mkdir(exist_ok=True)
+    with open(TIMINGS, "a") as f:
+        f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time()}) + "\n")
+
+
+def apply_params(files: list[str], params_path: str) -> None:
+    """Deep-merge configuration overlays onto params.yaml, validating the result before writing."""
+    merged = yaml.safe_load(Path(params_path).read_text())
+    for f in files:
+        overlay = yaml.safe_load(Path(f).read_text()) or {}
+        if not isinstance(overlay, dict):
+            raise params_mod.ParamsError(f"{f}: expected a mapping of params sections")
+        merged = params_mod.merge(merged, overlay)
+    params_mod.validate(merged, f"{params_path} with {', '.join(files)} applied")
+    from .io import write_text
+
+    write_text(params_path, yaml.safe_dump(merged, sort_keys=False))
+    print(f"{params_path}: applied {', '.join(files)}")
+
+
+def dvc_commit_done() -> None:
+    """Record in dvc.lock every stage whose products all exist (Snakemake's onsuccess hook).
+
+    One DVC command for all stages: DVC's repository lock forbids two at once.
+    """
+    names = []
+    for stage in STAGES.values():
+        for w in stage.instances():
+            if all(Path(path.format(**w)).exists() for path in stage.products.values()):
+                names.append("@".join([stage.name] + list(w.values())) if w else stage.name)
+    if names:
+        subprocess.run(["dvc", "commit", "--force", "--quiet", *names], check=True)
+        print(f"dvc.lock: recorded {len(names)} stage(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="featdefense", description=__doc__)
+    ap.add_argument("--params", default=str(params_mod.DEFAULT_PATH), help="params file (default params.yaml)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run one stage of the pipeline")
+    r.add_argument("stage", choices=list(STAGES))
+    for w, values in WILDCARD_VALUES.items():
+        r.add_argument(f"--{w}", choices=values)
+    pp = sub.add_parser("params", help="check params.yaml, or apply configuration overlays to it")
+    pp.add_argument("action", choices=["check", "apply"])
+    pp.add_argument("files", nargs="*", help="overlays (configs/*.yaml), applied in order")
+    sub.add_parser("dvc-yaml", help="print dvc.yaml as rendered from the stage graph")
+    sub.add_parser("dvc-commit", help="record finished stages in dvc.lock (run after Snakemake)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        if args.command == "run":
+            stage = STAGES[args.stage]
+            wildcards = {w: getattr(args, w) for w in stage.wildcards}
+            missing = [w for w, v in wildcards.items() if v is None]
+            if missing:
+                ap.error(f"stage {args.stage} needs " + " ".join(f"--{w}" for w in missing))
+            run_stage(args.stage, wildcards, args.params)
+        elif args.command == "params":
+            if args.action == "check":
+                params_mod.load(args.params)
+                print(f"{args.params}: valid")
+            else:
+                apply_params(args.files, args.params)
+        elif args.command == "dvc-yaml":
+            sys.stdout.write(dvc_yaml())
+        elif args.command == "dvc-commit":
+            dvc_commit_done()
+    except FeatdefenseError as e:
+        print(f"featdefense: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

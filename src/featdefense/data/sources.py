@@ -1,0 +1,99 @@
+"""Canonical raw files, their MD5s, and a verified download from a URL prefix or a local directory."""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .. import FeatdefenseError
+from ..io import atomic_path, file_digest
+
+log = logging.getLogger(__name__)
+
+# The canonical files (method.md; torchvision knows the same MD5s). Written here once.
+CANONICAL_MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "cifar10": {
+        "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
+    },
+}
+DATASETS = tuple(CANONICAL_MD5)
+
+
+class DownloadError(FeatdefenseError):
+    pass
+
+
+@dataclass(frozen=True)
+class Verified:
+    name: str
+    md5: str
+    canonical: bool
+
+
+def expected_md5(dataset: str, name: str, overrides: dict[str, str]) -> tuple[str, bool]:
+    """The MD5 a file must have, and whether that is the canonical one."""
+    if name in overrides and overrides[name] != CANONICAL_MD5[dataset][name]:
+        return overrides[name], False
+    return CANONICAL_MD5[dataset][name], True
+
+
+def _is_url(source: str) -> bool:
+    return urlparse(source).scheme in ("http", "https", "file", "ftp")
+
+
+def _fetch_url(url: str, dest: Path, retries: int, backoff: float) -> None:
+    for attempt in range(1, retries + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            return
+        except urllib.error.HTTPError as e:
+            if e.code < 500 or attempt == retries:  # 4xx: the file is not there; retrying won't help
+                raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            if attempt == retries:
+                raise DownloadError(
+                    f"{url}: could not download after {retries} attempts ({e}). Without network, point "
+                    f"download.<dataset>.source in params.yaml at a local directory holding the "
+                    f"canonical files (see README, 'Offline sources')") from None
+        wait = backoff * 2 ** (attempt - 1)
+        log.warning("download of %s failed (attempt %d/%d); retrying in %.0fs", url, attempt, retries, wait)
+        time.sleep(wait)
+
+
+def fetch(dataset: str, name: str, source: str, dest_dir: Path, overrides: dict[str, str],
+          retries: int = 4, backoff: float = 2.0) -> Verified:
+    """Copy or download `name` from `source` into `dest_dir`, verified; a bad file is never kept."""
+    want, canonical = expected_md5(dataset, name, overrides)
+    dest = Path(dest_dir) / name
+    with atomic_path(dest) as tmp:
+        if _is_url(source):
+            _fetch_url(source.rstrip("/") + "/" + name, tmp, retries, backoff)
+        else:
+            src = Path(source) / name
+            if not src.is_file():
+                raise DownloadError(f"{src}: not found (download.{dataset}.source is a local directory "
+                                    f"that must hold the canonical file {name})")
+            shutil.copyfile(src, tmp)
+        found = file_digest(tmp, "md5")
+        if found != want:
+            hint = ("" if canonical else " (the MD5 named in download.%s.checksums)" % dataset)
+            raise DownloadError(
+                f"{name} from {source}: checksum mismatch: expected MD5 {want}{hint}, found {found}. "
+                f"The file was not kept. A re-packaged copy is accepted only when params.yaml names "
+                f"its MD5 under download.{dataset}.checksums.")
+    if not canonical:
+        log.warning("%s is NOT the canonical file (MD5 %s, canonical %s); results will say so",
+                    name, want, CANONICAL_MD5[dataset][name])
+    return Verified(name, want, canonical)

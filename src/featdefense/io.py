@@ -1,0 +1,117 @@
+"""Side effects at the edges: atomic writes, hashes, HDF5 and model files with provenance, devices."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from . import FeatdefenseError, __version__
+
+
+class ArtifactError(FeatdefenseError):
+    pass
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A stage killed mid-write leaves the previous complete file (or none), never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(stage: str, params: dict, inputs: dict[str, str | Path]) -> dict:
+    """What a file found alone should tell: the stage, the params it read, its inputs' hashes."""
+    return {
+        "stage": stage,
+        "params": params,
+        "inputs": {name: {"path": str(p), "sha256": file_digest(p)} for name, p in sorted(inputs.items())},
+        "featdefense_version": __version__,
+    }
+
+
+# -- HDF5 -------------------------------------------------------------------------------------------
+
+def open_h5(path: str | Path):
+    """Open an HDF5 artifact for reading, naming the file if it is missing, truncated or corrupt."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing (run the stage that makes it)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise ArtifactError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
+
+
+def h5_attrs_json(obj, key: str = "provenance"):
+    return json.loads(obj.attrs[key])
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+def save_model(path: str | Path, module, meta: dict) -> None:
+    import torch
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+
+
+def load_model_file(path: str | Path) -> dict:
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing (run the stage that makes it)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds on bad bytes
+        raise ArtifactError(f"{path}: not a readable model file (truncated or corrupt?): {e}") from None
+    if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
+        raise ArtifactError(f"{path}: not a featdefense model file (no state_dict/meta)")
+    return blob
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FeatdefenseError("device: cuda was requested but no CUDA device is available; "
+                               "set device: auto or device: cpu in params.yaml")
+    return torch.device(name)

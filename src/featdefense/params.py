@@ -1,0 +1,124 @@
+"""params.yaml: load, validate against the one schema, and slice per stage."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from . import FeatdefenseError
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "params.schema.yaml"
+DEFAULT_PATH = Path("params.yaml")
+
+
+class ParamsError(FeatdefenseError):
+    pass
+
+
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _where(path: Iterable) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_errors(params: dict) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    messages = []
+    for err in sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path))):
+        key = _where(err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - set(allowed))
+            messages.append(f"{key}: unknown key(s) {extra}; allowed: {allowed}")
+        elif err.validator == "required":
+            messages.append(f"{key}: {err.message}")
+        elif err.validator == "enum":
+            messages.append(f"{key}: {err.instance!r} is not allowed; allowed: {err.validator_value}")
+        else:
+            rule = {k: v for k, v in err.schema.items() if k not in ("description", "$ref")}
+            messages.append(f"{key}: {err.instance!r} is not allowed ({err.message}); rule: {rule}")
+    return messages
+
+
+def _semantic_errors(p: dict) -> list[str]:
+    """Rules a JSON schema states badly: relations between keys."""
+    errors = []
+    pgd = p["attack"]["pgd"]
+    if pgd["step_size"] > pgd["epsilon"]:
+        errors.append(f"attack.pgd.step_size: {pgd['step_size']} is larger than attack.pgd.epsilon "
+                      f"{pgd['epsilon']}; allowed: 0 < step_size <= epsilon")
+    ln = p["loss_net"]
+    if ln["weights"] == "file":
+        if not ln["file"]:
+            errors.append("loss_net.file: null is not allowed with loss_net.weights: file; "
+                          "allowed: the path of a VGG-16 state dict")
+        elif not Path(ln["file"]).is_file():
+            errors.append(f"loss_net.file: {ln['file']!r} does not exist; allowed: an existing file")
+        if not ln["sha256"]:
+            errors.append("loss_net.sha256: null is not allowed with loss_net.weights: file; "
+                          "allowed: the file's 64-hex-digit SHA-256")
+    fl = p["feature_loss"]
+    if not fl["layers"] and not fl["pixel"]:
+        errors.append("feature_loss: no layers and pixel: false leaves an empty loss; "
+                      "allowed: at least one layer, or pixel: true")
+    return errors
+
+
+def validate(params: Any, origin: str = "params") -> dict:
+    if not isinstance(params, dict):
+        raise ParamsError(f"{origin}: expected a mapping of sections, found {type(params).__name__}")
+    errors = _schema_errors(params)
+    if not errors:
+        errors = _semantic_errors(params)
+    if errors:
+        raise ParamsError(f"{origin} is invalid:\n  " + "\n  ".join(errors))
+    return params
+
+
+def load(path: str | Path = DEFAULT_PATH) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such file (run from the repository root)") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    return validate(params, str(path))
+
+
+def get(params: dict, dotted: str) -> Any:
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def select(params: dict, keys: Iterable[str]) -> dict:
+    """The sub-dict holding exactly `keys` (dotted), as nested dicts: what one stage may read."""
+    out: dict = {}
+    for dotted in keys:
+        *parents, last = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = copy.deepcopy(get(params, dotted))
+    return out
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """Deep-merge `overlay` onto `base` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in overlay.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and v:
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

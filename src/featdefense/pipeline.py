@@ -1,0 +1,155 @@
+"""The stage graph, declared once.
+
+Both engines are derived from this list: `dvc.yaml` is rendered from it (`featdefense dvc-yaml`, a test
+fails when the committed file differs), and the Snakemake rules in workflow/rules/*.smk take their
+inputs, outputs, params and command from it. Paths may hold the wildcards {dataset} and {attack}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+from .attacks import ATTACKS
+from .data.sources import DATASETS
+
+WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACKS)}
+PKG = "src/featdefense"
+
+PREPARED = "data/prepared/{dataset}.h5"
+TARGET = "data/models/{dataset}/target.pt"
+ADVERSARIAL = "data/adversarial/{dataset}/{attack}.h5"
+LOSS_NET = "data/models/loss_net.pt"
+DENOISER = "data/models/{dataset}/denoiser.pt"
+EVALUATION = "data/metrics/{dataset}/evaluate.json"
+
+
+def adversarial(attack: str) -> str:
+    return ADVERSARIAL.replace("{attack}", attack)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    wildcards: tuple[str, ...]
+    code: tuple[str, ...]                      # source files under src/featdefense the stage runs
+    deps: dict[str, str] = field(default_factory=dict)
+    params: tuple[str, ...] = ()               # dotted params.yaml keys, the only ones it reads
+    outs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    plots: dict[str, str] = field(default_factory=dict)
+    directories: tuple[str, ...] = ()          # outs that are directories
+
+    @property
+    def cmd(self) -> str:
+        return " ".join(["featdefense run", self.name] + [f"--{w} {{{w}}}" for w in self.wildcards])
+
+    @property
+    def code_paths(self) -> list[str]:
+        return [f"{PKG}/{c}" for c in self.code]
+
+    @property
+    def products(self) -> dict[str, str]:
+        """Every file the stage writes, by name."""
+        return {**self.outs, **self.metrics, **self.plots}
+
+    def instances(self) -> list[dict[str, str]]:
+        values = [WILDCARD_VALUES[w] for w in self.wildcards]
+        return [dict(zip(self.wildcards, combo)) for combo in product(*values)]
+
+    def param_keys(self, **wildcards: str) -> list[str]:
+        return [k.format(**wildcards) for k in self.params]
+
+
+# Code every stage runs that shapes its outputs (the command line and this graph only orchestrate).
+COMMON = ("__init__.py", "io.py")
+
+STAGES: dict[str, Stage] = {s.name: s for s in [
+    Stage("download", ("dataset",),
+          code=COMMON + ("data/sources.py", "stages/download.py"),
+          params=("download.{dataset}",),
+          outs={"raw": "data/raw/{dataset}"}, directories=("raw",)),
+    Stage("prepare", ("dataset",),
+          code=COMMON + ("data/formats.py", "data/transforms.py", "stages/prepare.py"),
+          deps={"raw": "data/raw/{dataset}"},
+          outs={"prepared": PREPARED}),
+    Stage("train_target", ("dataset",),
+          code=COMMON + ("models/lenet.py", "training.py", "stages/train_target.py"),
+          deps={"prepared": PREPARED},
+          params=("seed", "device", "target"),
+          outs={"target": TARGET},
+          metrics={"metrics": "data/metrics/{dataset}/target.json"},
+          plots={"log": "data/plots/{dataset}/target_train.csv"}),
+    Stage("attack", ("dataset", "attack"),
+          code=COMMON + ("models/lenet.py", "training.py", "attacks/__init__.py", "attacks/fgsm.py",
+                         "attacks/pgd.py", "stages/attack.py"),
+          deps={"prepared": PREPARED, "target": TARGET},
+          params=("seed", "device", "attack.train_size", "attack.test_size", "attack.batch_size",
+                  "attack.{attack}"),
+          outs={"adversarial": ADVERSARIAL}),
+    Stage("loss_net", (),
+          code=COMMON + ("models/vgg.py", "stages/loss_net.py"),
+          params=("seed", "loss_net"),
+          outs={"loss_net": LOSS_NET}),
+    Stage("train_denoiser", ("dataset",),
+          code=COMMON + ("models/autoencoder.py", "models/vgg.py", "losses.py", "training.py",
+                         "stages/train_denoiser.py"),
+          deps={"prepared": PREPARED, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
+                "loss_net": LOSS_NET},
+          params=("seed", "device", "feature_loss", "denoiser"),
+          outs={"denoiser": DENOISER},
+          plots={"log": "data/plots/{dataset}/denoiser_train.csv"}),
+    Stage("evaluate", ("dataset",),
+          code=COMMON + ("models/lenet.py", "models/autoencoder.py", "training.py", "stages/evaluate.py"),
+          deps={"prepared": PREPARED, "target": TARGET, "denoiser": DENOISER,
+                "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd")},
+          params=("device",),
+          metrics={"metrics": EVALUATION}),
+    Stage("report", ("dataset",),
+          code=COMMON + ("models/lenet.py", "models/autoencoder.py", "training.py", "paper_results.yaml",
+                         "stages/report.py"),
+          deps={"evaluation": EVALUATION, "prepared": PREPARED, "target": TARGET, "denoiser": DENOISER,
+                "pgd": adversarial("pgd")},
+          params=("report",),
+          outs={"table_md": "data/reports/{dataset}/table.md", "table_csv": "data/reports/{dataset}/table.csv",
+                "examples": "data/reports/{dataset}/examples.png"}),
+]}
+
+
+def final_products() -> list[str]:
+    """What `snakemake all` builds: every product of every stage instance."""
+    return [path.format(**w) for s in STAGES.values() for w in s.instances() for path in s.products.values()]
+
+
+# -- dvc.yaml -----------------------------------------------------------------------------------------
+
+def _dvc_template(path: str, wildcards: tuple[str, ...]) -> str:
+    return path.format(**{w: "${item.%s}" % w for w in wildcards})
+
+
+def dvc_stages() -> dict:
+    stages = {}
+    for s in STAGES.values():
+        t = lambda path: _dvc_template(path, s.wildcards)  # noqa: E731
+        body: dict = {}
+        if s.wildcards:
+            body["matrix"] = {w: list(WILDCARD_VALUES[w]) for w in s.wildcards}
+        body["cmd"] = t(s.cmd)
+        body["deps"] = s.code_paths + [t(p) for p in s.deps.values()]
+        if s.params:
+            body["params"] = [t(k) for k in s.params]
+        if s.outs:
+            body["outs"] = [t(p) for p in s.outs.values()]
+        if s.metrics:
+            body["metrics"] = [t(p) for p in s.metrics.values()]
+        if s.plots:
+            body["plots"] = [t(p) for p in s.plots.values()]
+        stages[s.name] = body
+    return stages
+
+
+def dvc_yaml() -> str:
+    import yaml
+
+    header = ("# Rendered from src/featdefense/pipeline.py by `featdefense dvc-yaml > dvc.yaml`: edit that, "
+              "not this.\n# tests/test_engines.py fails when the two disagree.\n")
+    return header + yaml.safe_dump({"stages": dvc_stages()}, sort_keys=False, width=120)

@@ -1,0 +1,73 @@
+"""evaluate: accuracy of the target (unsecured) and of target(denoiser(x)) (defended) on the clean test
+images and on their FGSM and PGD versions (grey-box: attacks crafted on the target alone)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import torch
+
+from ..io import ArtifactError, open_h5, resolve_device, write_json
+from ..models import Denoiser, Target
+from ..training import load_module, load_split, predict
+
+log = logging.getLogger(__name__)
+ATTACKS = ("fgsm", "pgd")
+
+
+def read_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
+    with open_h5(path) as f:
+        try:
+            g = f["test"]
+            return (torch.from_numpy(g["x_adv"][()]), g["index"][()], json.loads(f.attrs["params"]),
+                    json.loads(f.attrs["provenance"]))
+        except (KeyError, OSError) as e:
+            raise ArtifactError(f"{path}: no readable test split ({e})") from None
+
+
+def accuracy(model, x, y, device) -> float:
+    return float((predict(model, x, device) == y).float().mean())
+
+
+def run(p, inp, out, dataset):
+    device = resolve_device(p["device"])
+    target, target_meta = load_module(inp["target"], Target(), device)
+    denoiser, denoiser_meta = load_module(inp["denoiser"], Denoiser(), device)
+    defended = torch.nn.Sequential(denoiser, target).eval()
+    adversarial, index, attack_params, attack_prov = {}, None, {}, None
+    for attack in ATTACKS:
+        x_adv, idx, attack_params[attack], attack_prov = read_test(inp[attack])
+        if index is not None and not np.array_equal(index, idx):
+            raise ArtifactError(f"{inp[attack]}: its test images differ from those of the other attack files")
+        adversarial[attack], index = x_adv, idx
+    x_clean, y = load_split(inp["prepared"], "test", index)
+    inputs = {"clean": x_clean, **adversarial}
+    results = {
+        "unsecured": {name: accuracy(target, x, y, device) for name, x in inputs.items()},
+        "defended": {name: accuracy(defended, x, y, device) for name, x in inputs.items()},
+    }
+    with open_h5(inp["prepared"]) as f:
+        canonical = bool(f.attrs["canonical"])
+    loss_net = denoiser_meta["loss_net"]
+    metrics = {
+        "dataset": dataset,
+        "threat_model": "grey-box (attacks crafted on the target alone)",
+        "accuracy": results,
+        "data": {"canonical": canonical, "test_images": int(len(index)),
+                 "denoiser_train_examples": denoiser_meta["train_examples"],
+                 "target_train_images": target_meta["metrics"]["train_size"]},
+        "target": {"epochs": target_meta["metrics"]["epochs"],
+                   "clean_accuracy_full_test_set": target_meta["metrics"]["clean_test_accuracy"]},
+        "attacks": {**attack_params, "subset_sizes": {k: attack_prov["params"]["attack"][k]
+                                                      for k in ("train_size", "test_size")}},
+        "denoiser": {"epochs": denoiser_meta["params"]["denoiser"]["epochs"],
+                     "train_on": denoiser_meta["params"]["denoiser"]["train_on"],
+                     "feature_loss": denoiser_meta["feature_loss"],
+                     "loss_net": loss_net},
+    }
+    for side, accs in results.items():
+        log.info("%s %s: %s", dataset, side, ", ".join(f"{k} {v:.4f}" for k, v in accs.items()))
+    if loss_net["random"]:
+        log.warning("these numbers used a loss network with RANDOM weights")
+    write_json(out["metrics"], metrics)

@@ -1,0 +1,95 @@
+"""train_denoiser: the autoencoder, on adversarial train examples, against the clean image, with the
+feature loss of a frozen VGG-16. The clean images' VGG features are computed once, before training."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..io import ArtifactError, atomic_path, open_h5, provenance, resolve_device, save_model
+from ..losses import feature_loss_terms, mean_squares, term_names
+from ..models import Denoiser, LossNetwork
+from ..models.vgg import vgg16_features
+from ..training import batches, load_module, load_split, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def load_adversarial_train(paths: dict[str, str]) -> tuple[torch.Tensor, np.ndarray]:
+    """Adversarial train images of the named attacks, stacked, and the clean index of each."""
+    xs, idx = [], []
+    for attack, path in paths.items():
+        with open_h5(path) as f:
+            try:
+                xs.append(torch.from_numpy(f["train"]["x_adv"][()]))
+                idx.append(f["train"]["index"][()])
+            except (KeyError, OSError) as e:
+                raise ArtifactError(f"{path}: no readable train split ({e})") from None
+    return torch.cat(xs), np.concatenate(idx)
+
+
+@torch.no_grad()
+def clean_features(loss_net, x: torch.Tensor, device, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    parts = [loss_net(x[s].to(device)) for s in batches(len(x), batch_size)]
+    return {name: torch.cat([part[name] for part in parts]) for name in loss_net.layers}
+
+
+def run(p, inp, out, dataset):
+    seed_everything(p["seed"])
+    device = resolve_device(p["device"])
+    cfg, fl = p["denoiser"], p["feature_loss"]
+    x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"]})
+    unique, position = np.unique(index, return_inverse=True)
+    x_clean, _ = load_split(inp["prepared"], "train", unique)
+    x_clean = x_clean.to(device)
+    position = torch.from_numpy(position)
+
+    features, loss_meta = load_module(inp["loss_net"], vgg16_features(), device)
+    loss_net = LossNetwork(features, fl["layers"], fl["input_size"], loss_meta["preprocessing"]).to(device)
+    if loss_meta["random"]:
+        log.warning("the loss network has RANDOM weights (loss_net.weights: random)")
+    target_features = clean_features(loss_net, x_clean, device)
+    scale = {}
+    if fl["weighting"] == "clean_mean_square":
+        scale = mean_squares(target_features, x_clean if fl["pixel"] else None)
+        log.info("clean mean squares (term normalisers): %s", scale)
+
+    model = Denoiser().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    gen = torch.Generator().manual_seed(p["seed"])
+    names = term_names(fl["layers"], fl["pixel"])
+    rows = []
+    log.info("%s denoiser: %d adversarial examples (%s) of %d clean images, %d epochs", dataset, len(x_adv),
+             "+".join(cfg["train_on"]), len(unique), cfg["epochs"])
+    for epoch in range(1, cfg["epochs"] + 1):
+        model.train()
+        order = torch.randperm(len(x_adv), generator=gen)
+        sums = dict.fromkeys(names, 0.0)
+        for s in tqdm(list(batches(len(order), cfg["batch_size"])), desc=f"{dataset} denoiser epoch {epoch}",
+                      mininterval=2, leave=False):
+            i = order[s]
+            pos = position[i].to(device)
+            denoised = model(x_adv[i].to(device))
+            terms = feature_loss_terms({k: v[pos] for k, v in target_features.items()}, loss_net(denoised),
+                                       x_clean[pos] if fl["pixel"] else None, denoised, scale)
+            loss = sum(terms.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            for k, v in terms.items():
+                sums[k] += float(v) * len(i)
+        row = {"epoch": epoch, "loss": sum(sums.values()) / len(order),
+               **{k: v / len(order) for k, v in sums.items()}}
+        rows.append(row)
+        log.info("%s denoiser epoch %d/%d: loss %.6g (%s)", dataset, epoch, cfg["epochs"], row["loss"],
+                 ", ".join(f"{k} {row[k]:.4g}" for k in names))
+    meta = {**provenance("train_denoiser", p, inp), "dataset": dataset,
+            "loss_net": {k: loss_meta[k] for k in ("weights", "origin", "preprocessing", "random")},
+            "feature_loss": fl, "scale": scale, "train_examples": len(x_adv), "clean_images": len(unique),
+            "final_loss": rows[-1]}
+    save_model(out["denoiser"], model, meta)
+    with atomic_path(out["log"]) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)

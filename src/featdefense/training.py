@@ -1,0 +1,55 @@
+"""Small shared pieces of the stages: seeding, loading images as tensors, batched inference."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import ArtifactError, load_model_file, open_h5
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)
+
+
+def load_split(prepared: str | Path, split: str, index: np.ndarray | None = None):
+    """Images (float tensor in [0, 1]) and labels of one split of a prepared HDF5 file."""
+    with open_h5(prepared) as f:
+        try:
+            x, y = f[split]["x"], f[split]["y"]
+            if index is None:
+                return to_tensor(x[()]), torch.from_numpy(y[()]).long()
+            return to_tensor(x[()][index]), torch.from_numpy(y[()][index]).long()
+        except (KeyError, OSError) as e:
+            raise ArtifactError(f"{prepared}: no readable '{split}' split ({e})") from None
+
+
+def batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[s].to(device)).argmax(1).cpu() for s in batches(len(x), batch_size)])
+
+
+def load_module(path: str | Path, module: torch.nn.Module, device) -> tuple[torch.nn.Module, dict]:
+    """Load a featdefense model file into `module`; returns it (eval mode, on device) and its meta."""
+    blob = load_model_file(path)
+    try:
+        module.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:
+        raise ArtifactError(f"{path}: does not fit {type(module).__name__}: {e}") from None
+    return module.to(device).eval(), blob["meta"]

@@ -1,0 +1,42 @@
+# params.yaml is Snakemake's config; it is validated against the one schema before anything runs.
+from featdefense import params as fd_params, pipeline
+from snakemake.utils import validate
+
+validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
+fd_params.validate(config, "params.yaml")
+
+
+wildcard_constraints:
+    dataset="|".join(pipeline.WILDCARD_VALUES["dataset"]),
+    attack="|".join(pipeline.WILDCARD_VALUES["attack"]),
+
+
+def stage_code(name):
+    return pipeline.STAGES[name].code_paths
+
+
+def stage_deps(name):
+    return pipeline.STAGES[name].deps
+
+
+def stage_products(name):
+    stage = pipeline.STAGES[name]
+    return {k: directory(v) if k in stage.directories else v for k, v in stage.products.items()}
+
+
+def stage_params(name):
+    """The values of exactly the params the stage reads: a change to them reruns it (params trigger)."""
+    stage = pipeline.STAGES[name]
+    return lambda wildcards: fd_params.select(config, stage.param_keys(**dict(wildcards.items())))
+
+
+def stage_log(name):
+    stage = pipeline.STAGES[name]
+    return "logs/" + "/".join([name] + [f"{{{w}}}" for w in stage.wildcards]) + ".log"
+
+
+def stage_shell(name):
+    cmd = pipeline.STAGES[name].cmd
+    for w in pipeline.STAGES[name].wildcards:
+        cmd = cmd.replace(f"{{{w}}}", f"{{wildcards.{w}}}")
+    return cmd + " > {log} 2>&1"

@@ -1,0 +1,14 @@
+rule download:
+    input: *stage_code("download"), **stage_deps("download")
+    output: **stage_products("download")
+    params: values=stage_params("download")
+    log: stage_log("download")
+    shell: stage_shell("download")
+
+
+rule prepare:
+    input: *stage_code("prepare"), **stage_deps("prepare")
+    output: **stage_products("prepare")
+    params: values=stage_params("prepare")
+    log: stage_log("prepare")
+    shell: stage_shell("prepare")

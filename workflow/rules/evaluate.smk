@@ -1,0 +1,14 @@
+rule evaluate:
+    input: *stage_code("evaluate"), **stage_deps("evaluate")
+    output: **stage_products("evaluate")
+    params: values=stage_params("evaluate")
+    log: stage_log("evaluate")
+    shell: stage_shell("evaluate")
+
+
+rule report:
+    input: *stage_code("report"), **stage_deps("report")
+    output: **stage_products("report")
+    params: values=stage_params("report")
+    log: stage_log("report")
+    shell: stage_shell("report")
