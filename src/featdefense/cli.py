@@ -25,7 +25,7 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
     inp = {k: v.format(**wildcards) for k, v in stage.deps.items()}
     out = {k: v.format(**wildcards) for k, v in stage.products.items()}
     module = importlib.import_module(f"featdefense.stages.{name}")
-    label = "@".join([name] + list(wildcards.values()))
+    label = stage.instance_name(**wildcards)
     log.info("stage %s: params %s", label, json.dumps(p, sort_keys=True))
     start = time.time()
     module.run(p, inp, out, **wildcards)
@@ -60,7 +60,7 @@ def dvc_commit_done() -> None:
     for stage in STAGES.values():
         for w in stage.instances():
             if all(Path(path.format(**w)).exists() for path in stage.products.values()):
-                names.append("@".join([stage.name] + list(w.values())) if w else stage.name)
+                names.append(stage.instance_name(**w))
     if names:
         subprocess.run(["dvc", "commit", "--force", "--quiet", *names], check=True)
         print(f"dvc.lock: recorded {len(names)} stage(s)")

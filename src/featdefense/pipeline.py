@@ -56,6 +56,10 @@ class Stage:
         values = [WILDCARD_VALUES[w] for w in self.wildcards]
         return [dict(zip(self.wildcards, combo)) for combo in product(*values)]
 
+    def instance_name(self, **wildcards: str) -> str:
+        """DVC's name for one instance of a matrix stage: name@value1-value2."""
+        return self.name + ("@" + "-".join(wildcards[w] for w in self.wildcards) if self.wildcards else "")
+
     def param_keys(self, **wildcards: str) -> list[str]:
         return [k.format(**wildcards) for k in self.params]
 

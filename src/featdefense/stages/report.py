@@ -94,7 +94,7 @@ def run(p, inp, out, dataset):
     with atomic_path(out["table_csv"]) as tmp:
         df.to_csv(tmp, index=False)
     title = f"## {dataset}: accuracy (%) at epsilon {metrics['attacks']['pgd']['epsilon']}, ours vs the paper"
-    write_text(out["table_md"], f"{title}\n\n{df.to_markdown(index=False)}\n\n{cap}\n")
+    write_text(out["table_md"], f"{title}\n\n{df.to_markdown(index=False, missingval='-')}\n\n{cap}\n")
 
     device = torch.device("cpu")
     target, _ = load_module(inp["target"], Target(), device)
