@@ -15,9 +15,9 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks
-from ..io import atomic_path, file_digest, provenance, resolve_device
+from ..io import atomic_path, file_digest, open_h5, provenance, resolve_device
 from ..models import Target
-from ..training import batches, load_module, load_split, seed_everything
+from ..training import batches, load_module, seed_everything, to_tensor
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
@@ -40,32 +40,35 @@ def run(p, inp, out, dataset, attack):
     attacker = attacks.build(attack, target, spec)
     with atomic_path(out["adversarial"]) as tmp, h5py.File(tmp, "w") as f:
         for split_no, split in enumerate(SPLITS):
-            size = cfg[f"{split}_size"]
-            with h5py.File(inp["prepared"], "r") as prepared:
-                n = len(prepared[split]["y"])
-            index = subset(n, size, p["seed"] + split_no)
-            x, y = load_split(inp["prepared"], split, index)
-            g = f.create_group(split)
-            x_adv = g.create_dataset("x_adv", shape=(len(index), 1, 28, 28), dtype="float32",
-                                     chunks=(min(cfg["batch_size"], len(index)), 1, 28, 28), track_times=False)
-            pred = g.create_dataset("pred", shape=(len(index),), dtype="int64", track_times=False)
-            g.create_dataset("index", data=index, track_times=False)
-            g.create_dataset("y", data=y.numpy(), track_times=False)
-            gen = torch.Generator(device=device).manual_seed(p["seed"] * 1000 + split_no)
-            fooled = 0
-            for s in tqdm(list(batches(len(index), cfg["batch_size"])), desc=f"{dataset} {attack} {split}",
-                          mininterval=2):
-                xb, yb = x[s].to(device), y[s].to(device)
-                adv = attacker(xb, yb, generator=gen)
-                with torch.no_grad():
-                    pb = target(adv).argmax(1)
-                x_adv[s] = adv.cpu().numpy()
-                pred[s] = pb.cpu().numpy()
-                fooled += int((pb != yb).sum())
-            log.info("%s %s %s: %d examples, target accuracy on them %.4f", dataset, attack, split,
-                     len(index), 1 - fooled / len(index))
+            with open_h5(inp["prepared"]) as prepared:
+                images, labels = prepared[split]["x"], prepared[split]["y"][()]
+                index = subset(len(labels), cfg[f"{split}_size"], p["seed"] + split_no)
+                attack_split(f.create_group(split), attacker, target, images, labels, index, cfg["batch_size"],
+                             torch.Generator(device=device).manual_seed(p["seed"] * 1000 + split_no),
+                             device, f"{dataset} {attack} {split}")
         f.attrs["dataset"] = dataset
         f.attrs["attack"] = attack
         f.attrs["params"] = json.dumps(spec, sort_keys=True)
         f.attrs["target_sha256"] = file_digest(inp["target"])
         f.attrs["provenance"] = json.dumps(provenance("attack", p, inp), sort_keys=True)
+
+
+def attack_split(g, attacker, target, images, labels, index, batch_size, gen, device, label):
+    """Attack images[index] batch by batch, reading and writing one batch at a time."""
+    n = len(index)
+    x_adv = g.create_dataset("x_adv", shape=(n, 1, 28, 28), dtype="float32",
+                             chunks=(min(batch_size, n), 1, 28, 28), track_times=False)
+    pred = g.create_dataset("pred", shape=(n,), dtype="int64", track_times=False)
+    g.create_dataset("index", data=index, track_times=False)
+    g.create_dataset("y", data=labels[index], track_times=False)
+    fooled = 0
+    for s in tqdm(list(batches(n, batch_size)), desc=label, mininterval=2):
+        xb = to_tensor(images[index[s]]).to(device)  # index is sorted: h5py reads just these rows
+        yb = torch.from_numpy(labels[index[s]]).to(device)
+        adv = attacker(xb, yb, generator=gen)
+        with torch.no_grad():
+            pb = target(adv).argmax(1)
+        x_adv[s] = adv.cpu().numpy()
+        pred[s] = pb.cpu().numpy()
+        fooled += int((pb != yb).sum())
+    log.info("%s: %d examples, target accuracy on them %.4f", label, n, 1 - fooled / n)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from featdefense.params import merge
+
+from . import fixtures
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # featdefense, snakemake and dvc live beside this python
+
+# The tiny configuration: every stage runs in seconds on the fixtures.
+TINY = {
+    "target": {"epochs": 4, "batch_size": 32},
+    "attack": {"train_size": None, "test_size": None, "batch_size": 64, "pgd": {"steps": 10}},
+    "loss_net": {"weights": "random"},
+    "denoiser": {"epochs": 1, "batch_size": 64},
+}
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return [f for f in out if (ROOT / f).is_file()]
+
+
+def make_project(dest: Path, raw: Path) -> Path:
+    """A copy of the project (what git would clone) in `dest`, with params for the tiny raw files."""
+    for f in tracked_files():
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    sources = {"download": {
+        "mnist": {"source": str(raw / "mnist"), "checksums": fixtures.md5s(raw / "mnist")},
+        "cifar10": {"source": str(raw / "cifar10"), "checksums": fixtures.md5s(raw / "cifar10")},
+    }}
+    params = merge(merge(yaml.safe_load((dest / "params.yaml").read_text()), TINY), sources)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def env_for(project: Path) -> dict:
+    """Run the copy's own code (its src/), with this environment's tools on PATH."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(project / "src"), "DVC_NO_ANALYTICS": "1"}
+
+
+def sh(project: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(cmd), cwd=project, env=env_for(project), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def raw_fixtures(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("raw")
+    fixtures.write_mnist(raw / "mnist")
+    fixtures.write_cifar10(raw / "cifar10")
+    return raw

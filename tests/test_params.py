@@ -1,0 +1,123 @@
+import copy
+
+import pytest
+import yaml
+
+from featdefense import cli
+from featdefense.params import ParamsError, load, merge, select, validate
+
+from .conftest import ROOT
+
+PAPER = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(dotted, value):
+    p = copy.deepcopy(PAPER)
+    *parents, last = dotted.split(".")
+    node = p
+    for part in parents:
+        node = node[part]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return p
+
+
+def test_committed_params_are_the_papers_recipe():
+    p = validate(copy.deepcopy(PAPER))
+    assert p["attack"]["pgd"] == {"epsilon": 0.2, "steps": 100, "step_size": 0.1, "random_start": True}
+    assert p["attack"]["fgsm"] == {"epsilon": 0.2}
+    assert p["denoiser"] == {"train_on": ["fgsm", "pgd"], "epochs": 100, "batch_size": 128, "lr": 0.001,
+                             "weight_decay": 0.00001}
+    assert p["feature_loss"] == {"layers": ["relu2_2", "relu3_3", "relu4_3"], "input_size": 16, "pixel": True,
+                                 "weighting": "numel"}
+    assert p["loss_net"]["weights"] == "imagenet1k_v1"
+
+
+@pytest.mark.parametrize("dotted, value, words", [
+    ("attack.fgsm.epsilon", 0, ["attack.fgsm.epsilon", "0"]),
+    ("attack.pgd.epsilon", 1.5, ["attack.pgd.epsilon", "1.5"]),
+    ("denoiser.epochs", 0, ["denoiser.epochs", "0"]),
+    ("target.epochs", -3, ["target.epochs", "-3"]),
+    ("attack.batch_size", 0, ["attack.batch_size"]),
+    ("target.batch_size", "128", ["target.batch_size", "'128'"]),
+    ("device", "tpu", ["device", "'tpu'", "auto", "cuda"]),
+    ("denoiser.train_on", ["fgsm", "cw"], ["denoiser.train_on.1", "'cw'"]),
+    ("feature_loss.layers", ["relu9_9"], ["feature_loss.layers.0", "relu2_2"]),
+    ("feature_loss.weighting", "l1", ["feature_loss.weighting", "clean_mean_square"]),
+    ("download.mnist.checksums", {"x.gz": "nothex"}, ["download.mnist.checksums.x.gz"]),
+    ("attack.pgd.step_size", 0.3, ["attack.pgd.step_size", "0.3", "epsilon"]),
+    ("loss_net.weights", "file", ["loss_net.file", "loss_net.sha256"]),
+    ("denoiser.epochs", KeyError, ["denoiser", "'epochs' is a required property"]),
+])
+def test_bad_values_are_named_with_what_is_allowed(dotted, value, words):
+    with pytest.raises(ParamsError) as err:
+        validate(with_change(dotted, value))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_unknown_keys_are_named():
+    p = copy.deepcopy(PAPER)
+    p["denoiser"]["epoch"] = 3
+    with pytest.raises(ParamsError, match=r"denoiser: unknown key\(s\) \['epoch'\]"):
+        validate(p)
+    p = copy.deepcopy(PAPER)
+    p["datasets"] = ["svhn"]
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['datasets'\]"):
+        validate(p)
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    p = with_change("loss_net.weights", "file")
+    p["loss_net"].update(file=str(tmp_path / "nope.pth"), sha256="0" * 64)
+    with pytest.raises(ParamsError, match="nope.pth.*does not exist"):
+        validate(p)
+
+
+def test_malformed_yaml_is_named(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("target: {epochs: [1\n")
+    with pytest.raises(ParamsError, match="params.yaml: not valid YAML"):
+        load(path)
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        load(path)
+
+
+def test_a_stage_sees_exactly_its_declared_params():
+    assert select(PAPER, ["seed", "attack.pgd", "attack.test_size"]) == {
+        "seed": 0, "attack": {"pgd": PAPER["attack"]["pgd"], "test_size": None}}
+
+
+@pytest.mark.parametrize("config", ["smoke", "cpu"])
+def test_configurations_are_valid_and_set_the_same_keys(config):
+    overlay = yaml.safe_load((ROOT / f"configs/{config}.yaml").read_text())
+    validate(merge(PAPER, overlay))
+
+    def keys(d, prefix=""):
+        return {prefix + k for k, v in d.items() if not isinstance(v, dict)} | {
+            x for k, v in d.items() if isinstance(v, dict) for x in keys(v, prefix + k + ".")}
+
+    assert keys(overlay) == keys(yaml.safe_load((ROOT / "configs/smoke.yaml").read_text()))
+
+
+def test_params_apply_validates_before_writing(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("denoiser: {epochs: 0}\n")
+    assert cli.main(["--params", str(params), "params", "apply", str(bad)]) == 2
+    assert "denoiser.epochs" in capsys.readouterr().err
+    assert params.read_text() == (ROOT / "params.yaml").read_text()
+    assert cli.main(["--params", str(params), "params", "apply", str(ROOT / "configs/smoke.yaml")]) == 0
+    assert load(params)["denoiser"]["epochs"] == 2
+
+
+def test_a_stage_command_refuses_invalid_params_before_computing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_change("target.epochs", 0)))
+    assert cli.main(["run", "train_target", "--dataset", "mnist"]) == 2
+    assert "target.epochs" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,146 @@
+"""The whole pipeline on tiny canonical-format fixtures, through both engines, from temporary copies."""
+from __future__ import annotations
+
+import json
+import re
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from featdefense.pipeline import STAGES, final_products
+
+from .conftest import TINY, make_project, sh
+
+pytestmark = pytest.mark.pipeline
+DATASETS = ("mnist", "cifar10")
+METRIC_KEYS = {"dataset", "threat_model", "accuracy", "data", "target", "attacks", "denoiser"}
+
+
+@pytest.fixture(scope="module")
+def snakemake_project(tmp_path_factory, raw_fixtures):
+    project = make_project(tmp_path_factory.mktemp("snakemake"), raw_fixtures)
+    sh(project, "snakemake", "--cores", "4", "all")
+    return project
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory, raw_fixtures):
+    project = make_project(tmp_path_factory.mktemp("dvc"), raw_fixtures)
+    sh(project, "dvc", "repro")
+    return project
+
+
+def set_param(project, dotted: str, value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    *parents, last = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def check_artifacts(project) -> None:
+    for path in final_products():
+        assert (project / path).exists(), path
+    eps = {"fgsm": 0.2, "pgd": 0.2}
+    for ds in DATASETS:
+        with h5py.File(project / f"data/prepared/{ds}.h5") as f:
+            for split, n in (("train", 300), ("test", 100)):
+                assert f[split]["x"].shape == (n, 28, 28) and f[split]["x"].dtype == np.uint8
+                assert f[split]["y"].shape == (n,) and f[split]["y"].dtype == np.int64
+            assert not f.attrs["canonical"]  # the fixtures are named by checksum override
+            clean = {s: f[s]["x"][()].astype(np.float32)[:, None] / 255 for s in ("train", "test")}
+        for attack in ("fgsm", "pgd"):
+            with h5py.File(project / f"data/adversarial/{ds}/{attack}.h5") as f:
+                assert json.loads(f.attrs["params"])["epsilon"] == eps[attack]
+                for split in ("train", "test"):
+                    g = f[split]
+                    x_adv, index = g["x_adv"][()], g["index"][()]
+                    assert x_adv.dtype == np.float32 and x_adv.shape == (len(index), 1, 28, 28)
+                    assert g["pred"].dtype == np.int64 and g["y"].shape == (len(index),)
+                    assert x_adv.min() >= 0 and x_adv.max() <= 1
+                    assert np.abs(x_adv - clean[split][index]).max() <= eps[attack] + 1e-6
+        metrics = json.loads((project / f"data/metrics/{ds}/evaluate.json").read_text())
+        assert set(metrics) == METRIC_KEYS
+        acc = metrics["accuracy"]
+        assert set(acc) == {"unsecured", "defended"}
+        assert all(set(v) == {"clean", "fgsm", "pgd"} for v in acc.values())
+        assert acc["unsecured"]["clean"] > 0.5
+        assert acc["unsecured"]["pgd"] < acc["unsecured"]["clean"]
+        assert metrics["data"] == {"canonical": False, "test_images": 100, "denoiser_train_examples": 600,
+                                   "target_train_images": 300}
+        assert metrics["denoiser"]["loss_net"]["random"] is True
+        report = (project / f"data/reports/{ds}/table.md").read_text()
+        assert "NON-canonical" in report and "RANDOM weights" in report
+        assert (project / f"data/reports/{ds}/examples.png").read_bytes()[:4] == b"\x89PNG"
+    denoiser = torch.load(project / "data/models/mnist/denoiser.pt", weights_only=True)
+    assert denoiser["meta"]["params"]["denoiser"]["epochs"] == TINY["denoiser"]["epochs"]
+
+
+def snakemake_plan(project) -> dict[str, int]:
+    """Rule -> number of jobs that `snakemake -n all` would run."""
+    out = sh(project, "snakemake", "-n", "all").stdout
+    table = out.split("Job stats:")[1] if "Job stats:" in out else ""
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
+    jobs.pop("total", None)
+    jobs.pop("all", None)
+    return {k: int(v) for k, v in jobs.items()}
+
+
+def dvc_ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+DENOISER_AND_DOWNSTREAM = {"train_denoiser", "evaluate", "report"}
+
+
+def test_snakemake_builds_every_artifact(snakemake_project):
+    check_artifacts(snakemake_project)
+
+
+def test_snakemake_run_is_recorded_in_dvc_lock_and_pushes(snakemake_project):
+    status = sh(snakemake_project, "dvc", "status", "--json").stdout
+    assert json.loads(status) == {}
+    sh(snakemake_project, "dvc", "push")
+    assert snakemake_plan(snakemake_project) == {}
+
+
+def test_snakemake_reruns_only_what_a_param_change_touches(snakemake_project):
+    set_param(snakemake_project, "denoiser.epochs", 2)
+    plan = snakemake_plan(snakemake_project)
+    assert plan == {"train_denoiser": 2, "evaluate": 2, "report": 2}
+    set_param(snakemake_project, "attack.pgd.steps", 5)
+    plan = snakemake_plan(snakemake_project)
+    assert plan == {"attack": 2, "train_denoiser": 2, "evaluate": 2, "report": 2}
+
+
+def test_dvc_repro_builds_every_artifact(dvc_project):
+    check_artifacts(dvc_project)
+    assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}
+
+
+def test_dvc_repro_reruns_only_what_a_param_change_touches(dvc_project):
+    set_param(dvc_project, "denoiser.epochs", 2)
+    ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
+    assert ran == {f"{stage}@{ds}" for stage in DENOISER_AND_DOWNSTREAM for ds in DATASETS}
+    set_param(dvc_project, "report.examples", 4)
+    ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
+    assert ran == {f"report@{ds}" for ds in DATASETS}
+
+
+def test_both_engines_run_the_same_commands_on_the_same_files(snakemake_project, dvc_project):
+    names = {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
+    locks = [yaml.safe_load((p / "dvc.lock").read_text())["stages"] for p in (snakemake_project, dvc_project)]
+    assert set(locks[0]) == set(locks[1]) == names
+    for name in names:  # same deps, params and outs recorded, whichever engine ran the stage
+        for key in ("deps", "outs"):
+            assert [e["path"] for e in locks[0][name].get(key, [])] == [e["path"] for e in locks[1][name].get(key, [])]
+        assert locks[0][name].get("params", {}).keys() == locks[1][name].get("params", {}).keys()
+    snakemake_cmds = set(re.findall(r"^Shell command: (featdefense run .*?) > logs/", sh(
+        snakemake_project, "snakemake", "-n", "-p", "--forceall", "all").stdout, flags=re.M))
+    dvc_cmds = {lock["cmd"] for lock in locks[1].values()}
+    assert snakemake_cmds == dvc_cmds and len(dvc_cmds) == len(names)
