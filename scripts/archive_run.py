@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Archive a finished pipeline run into results/NAME/ (committed to git) so README figures can be traced.
+
+usage: python scripts/archive_run.py RUN_DIR NAME
+
+Copies the run's params.yaml, dvc.lock (hashes of every input, output and code file, and the params each
+stage read), metrics, report tables and figures, and writes timings.md (wall-clock per stage from
+logs/timings.jsonl) and commit.txt (the git commit the run was made from).
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def main(run: Path, name: str) -> None:
+    out = Path(__file__).resolve().parent.parent / "results" / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for f in ["params.yaml", "dvc.lock"]:
+        shutil.copy(run / f, out / f)
+    for pattern in ["data/metrics/*/*.json", "data/reports/*/*", "data/plots/*/*.csv"]:
+        for f in sorted(run.glob(pattern)):
+            dest = out / f.relative_to(run / "data")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dest)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=run, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "workflow"],
+                           cwd=run, capture_output=True, text=True).stdout
+    (out / "commit.txt").write_text(commit + ("(code modified after this commit)\n" if dirty else ""))
+    runs = {}
+    for line in (run / "logs" / "timings.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        runs[t["stage"]] = t  # the last run of each stage is the one whose outputs stand
+    table = ["| stage | seconds |", "| --- | ---: |"] + [f"| {k} | {t['seconds']:.0f} |" for k, t in runs.items()]
+    wall = max(t["finished"] for t in runs.values()) - min(t["finished"] - t["seconds"] for t in runs.values())
+    total = sum(t["seconds"] for t in runs.values())
+    (out / "timings.md").write_text("\n".join(table) + f"\n\nsum of stage times {total / 60:.1f} min; wall clock "
+                                    f"from the first stage's start to the last one's end {wall / 60:.1f} min\n")
+    print(f"archived {run} into {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]).resolve(), sys.argv[2])
