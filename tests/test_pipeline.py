@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import h5py
 import numpy as np
@@ -16,6 +17,7 @@ from .conftest import TINY, make_project, sh
 
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
+FIRST_LOCK = "dvc.lock.first-run"
 METRIC_KEYS = {"dataset", "threat_model", "accuracy", "data", "target", "attacks", "denoiser"}
 
 
@@ -23,6 +25,7 @@ METRIC_KEYS = {"dataset", "threat_model", "accuracy", "data", "target", "attacks
 def snakemake_project(tmp_path_factory, raw_fixtures):
     project = make_project(tmp_path_factory.mktemp("snakemake"), raw_fixtures)
     sh(project, "snakemake", "--cores", "4", "all")
+    shutil.copy(project / "dvc.lock", project / FIRST_LOCK)  # as the first run left it
     return project
 
 
@@ -30,6 +33,7 @@ def snakemake_project(tmp_path_factory, raw_fixtures):
 def dvc_project(tmp_path_factory, raw_fixtures):
     project = make_project(tmp_path_factory.mktemp("dvc"), raw_fixtures)
     sh(project, "dvc", "repro")
+    shutil.copy(project / "dvc.lock", project / FIRST_LOCK)
     return project
 
 
@@ -134,12 +138,15 @@ def test_dvc_repro_reruns_only_what_a_param_change_touches(dvc_project):
 
 def test_both_engines_run_the_same_commands_on_the_same_files(snakemake_project, dvc_project):
     names = {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
-    locks = [yaml.safe_load((p / "dvc.lock").read_text())["stages"] for p in (snakemake_project, dvc_project)]
+    locks = [yaml.safe_load((p / FIRST_LOCK).read_text())["stages"] for p in (snakemake_project, dvc_project)]
     assert set(locks[0]) == set(locks[1]) == names
     for name in names:  # same deps, params and outs recorded, whichever engine ran the stage
         for key in ("deps", "outs"):
             assert [e["path"] for e in locks[0][name].get(key, [])] == [e["path"] for e in locks[1][name].get(key, [])]
         assert locks[0][name].get("params", {}).keys() == locks[1][name].get("params", {}).keys()
+    # both ran from the same params and seed on CPU: byte-identical artifacts
+    hashes = [{o["path"]: o["md5"] for s in lock.values() for o in s.get("outs", [])} for lock in locks]
+    assert hashes[0] == hashes[1]
     snakemake_cmds = set(re.findall(r"^Shell command: (featdefense run .*?) > logs/", sh(
         snakemake_project, "snakemake", "-n", "-p", "--forceall", "all").stdout, flags=re.M))
     dvc_cmds = {lock["cmd"] for lock in locks[1].values()}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -87,8 +88,10 @@ def save_model(path: str | Path, module, meta: dict) -> None:
     import torch
 
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    buffer = io.BytesIO()  # torch.save names the archive after a file: a buffer keeps the bytes fixed
+    torch.save({"state_dict": state, "meta": meta}, buffer)
     with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_model_file(path: str | Path) -> dict:

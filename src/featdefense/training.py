@@ -7,14 +7,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import ArtifactError, load_model_file, open_h5
+from .io import ArtifactError, load_model_file, open_h5, resolve_device
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def setup(p: dict) -> torch.device:
+    """Threads, seed and device from a stage's params: what makes a rerun repeat byte for byte.
+
+    The number of CPU threads changes float results in their last bits (and so, rarely, a prediction),
+    so it is a param rather than whatever the engine's environment happens to set.
+    """
+    torch.set_num_threads(p["threads"])
+    if "seed" in p:
+        random.seed(p["seed"])
+        np.random.seed(p["seed"])
+        torch.manual_seed(p["seed"])
     torch.use_deterministic_algorithms(True, warn_only=True)
+    return resolve_device(p.get("device", "cpu"))
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

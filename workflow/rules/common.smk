@@ -40,3 +40,8 @@ def stage_shell(name):
     for w in pipeline.STAGES[name].wildcards:
         cmd = cmd.replace(f"{{{w}}}", f"{{wildcards.{w}}}")
     return cmd + " > {log} 2>&1"
+
+
+def stage_threads(name):
+    """CPU threads the stage uses (params.yaml `threads`), so the scheduler does not oversubscribe."""
+    return config["threads"] if "threads" in pipeline.STAGES[name].params else 1

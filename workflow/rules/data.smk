@@ -2,6 +2,7 @@ rule download:
     input: *stage_code("download"), **stage_deps("download")
     output: **stage_products("download")
     params: values=stage_params("download")
+    threads: stage_threads("download")
     log: stage_log("download")
     shell: stage_shell("download")
 
@@ -10,5 +11,6 @@ rule prepare:
     input: *stage_code("prepare"), **stage_deps("prepare")
     output: **stage_products("prepare")
     params: values=stage_params("prepare")
+    threads: stage_threads("prepare")
     log: stage_log("prepare")
     shell: stage_shell("prepare")

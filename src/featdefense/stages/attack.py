@@ -15,9 +15,9 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks
-from ..io import atomic_path, file_digest, open_h5, provenance, resolve_device
+from ..io import atomic_path, file_digest, open_h5, provenance
 from ..models import Target
-from ..training import batches, load_module, seed_everything, to_tensor
+from ..training import batches, load_module, setup, to_tensor
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
@@ -31,8 +31,7 @@ def subset(n: int, size: int | None, seed: int) -> np.ndarray:
 
 
 def run(p, inp, out, dataset, attack):
-    seed_everything(p["seed"])
-    device = resolve_device(p["device"])
+    device = setup(p)
     cfg = p["attack"]
     spec = cfg[attack]
     target, _ = load_module(inp["target"], Target(), device)

@@ -8,9 +8,9 @@ import logging
 import numpy as np
 import torch
 
-from ..io import ArtifactError, open_h5, resolve_device, write_json
+from ..io import ArtifactError, open_h5, write_json
 from ..models import Denoiser, Target
-from ..training import load_module, load_split, predict
+from ..training import load_module, load_split, predict, setup
 
 log = logging.getLogger(__name__)
 ATTACKS = ("fgsm", "pgd")
@@ -31,7 +31,7 @@ def accuracy(model, x, y, device) -> float:
 
 
 def run(p, inp, out, dataset):
-    device = resolve_device(p["device"])
+    device = setup(p)
     target, target_meta = load_module(inp["target"], Target(), device)
     denoiser, denoiser_meta = load_module(inp["denoiser"], Denoiser(), device)
     defended = torch.nn.Sequential(denoiser, target).eval()

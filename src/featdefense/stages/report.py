@@ -16,7 +16,7 @@ import yaml  # noqa: E402
 
 from ..io import atomic_path, write_text  # noqa: E402
 from ..models import Denoiser, Target  # noqa: E402
-from ..training import load_module, load_split  # noqa: E402
+from ..training import load_module, load_split, setup  # noqa: E402
 from .evaluate import read_test  # noqa: E402
 
 NAMES = {"clean": "none (clean)", "fgsm": "FGSM", "pgd": "PGD", "unsecured": "unsecured", "defended": "ours"}
@@ -96,7 +96,7 @@ def run(p, inp, out, dataset):
     title = f"## {dataset}: accuracy (%) at epsilon {metrics['attacks']['pgd']['epsilon']}, ours vs the paper"
     write_text(out["table_md"], f"{title}\n\n{df.to_markdown(index=False, missingval='-')}\n\n{cap}\n")
 
-    device = torch.device("cpu")
+    device = setup(p)
     target, _ = load_module(inp["target"], Target(), device)
     denoiser, _ = load_module(inp["denoiser"], Denoiser(), device)
     x_adv, index, _, _ = read_test(inp["pgd"])

@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..io import ArtifactError, atomic_path, open_h5, provenance, resolve_device, save_model
+from ..io import ArtifactError, atomic_path, open_h5, provenance, save_model
 from ..losses import feature_loss_terms, mean_squares, term_names
 from ..models import Denoiser, LossNetwork
 from ..models.vgg import vgg16_features
-from ..training import batches, load_module, load_split, seed_everything
+from ..training import batches, load_module, load_split, setup
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ def clean_features(loss_net, x: torch.Tensor, device, batch_size: int = 500) -> 
 
 
 def run(p, inp, out, dataset):
-    seed_everything(p["seed"])
-    device = resolve_device(p["device"])
+    device = setup(p)
     cfg, fl = p["denoiser"], p["feature_loss"]
     x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"]})
     unique, position = np.unique(index, return_inverse=True)

@@ -8,16 +8,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..io import atomic_path, provenance, resolve_device, save_model, write_json
+from ..io import atomic_path, provenance, save_model, write_json
 from ..models import Target
-from ..training import batches, load_split, predict, seed_everything
+from ..training import batches, load_split, predict, setup
 
 log = logging.getLogger(__name__)
 
 
 def run(p, inp, out, dataset):
-    seed_everything(p["seed"])
-    device = resolve_device(p["device"])
+    device = setup(p)
     cfg = p["target"]
     x_train, y_train = load_split(inp["prepared"], "train")
     x_test, y_test = load_split(inp["prepared"], "test")
