@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..data.sources import CANONICAL_MD5, fetch
-from ..io import write_json
+from ..io import publishable, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -26,6 +26,7 @@ def run(p, inp, out, dataset):
             files[name] = {"md5": v.md5, "canonical": v.canonical}
         write_json(staging / MANIFEST, {"dataset": dataset, "files": files,
                                         "canonical": all(f["canonical"] for f in files.values())})
+        publishable(staging, directory=True)
         if raw.exists():
             shutil.rmtree(raw)
         staging.rename(raw)
