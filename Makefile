@@ -3,7 +3,7 @@
 VENV ?= .venv
 CONFIG ?= smoke
 DATA ?=
-CORES ?= 4
+CORES ?= $(shell nproc)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup pipeline test
