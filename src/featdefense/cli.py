@@ -36,6 +36,11 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
         f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time()}) + "\n")
 
 
+def flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    return [k for key, v in tree.items()
+            for k in (flat_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
+
+
 def apply_params(files: list[str], params_path: str) -> None:
     """Deep-merge configuration overlays onto params.yaml, validating the result before writing."""
     merged = yaml.safe_load(Path(params_path).read_text())
@@ -102,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
             dvc_commit_done()
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if type(e).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            raise
+        keys = [k for k in flat_keys(params_mod.select(params_mod.load(args.params),
+                                                       STAGES[args.stage].param_keys(**wildcards)))
+                if k.endswith("batch_size")] or ["the batch sizes"]
+        print(f"featdefense: error: CUDA ran out of memory in stage {args.stage}; lower "
+              f"{' / '.join(keys)} in params.yaml ({e})", file=sys.stderr)
         return 2
     return 0
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -29,22 +31,39 @@ def publishable(path: Path, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
-
-    A stage killed mid-write leaves the previous complete file (or none), never a partial one.
+def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary file (or directory) beside `path`; rename it onto `path` only if the block
+    succeeds. A stage killed mid-write leaves the previous complete output (or none), never a partial
+    one; its leftover `.NAME.*.partial` is removed by the next write of the same path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a killed run: never valid
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    names = dict(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(**names))
+    else:
+        fd, tmp = tempfile.mkstemp(**names)
+        os.close(fd)
+        tmp = Path(tmp)
     try:
         yield tmp
-        publishable(tmp)
+        publishable(tmp, directory)
+        if directory and path.exists():
+            shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        if directory:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise ArtifactError(f"{path}: disk full while writing it ({e}); nothing was written. "
+                                f"Free space on {path.parent.resolve()} and rerun.") from None
         raise
 
 

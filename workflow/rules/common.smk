@@ -2,8 +2,8 @@
 from featdefense import params as fd_params, pipeline
 from snakemake.utils import validate
 
+fd_params.validate(config, "params.yaml")  # every problem, each with its key, value and what is allowed
 validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
-fd_params.validate(config, "params.yaml")
 
 
 wildcard_constraints:

@@ -52,6 +52,20 @@ def run(p, inp, out, dataset, attack):
         f.attrs["provenance"] = json.dumps(provenance("attack", p, inp), sort_keys=True)
 
 
+def in_halves_on_oom(attacker, x, y, gen):
+    """attacker(x, y); when CUDA runs out of memory, the same on each half of the batch."""
+    try:
+        return attacker(x, y, generator=gen)
+    except torch.cuda.OutOfMemoryError:
+        if len(x) == 1:
+            raise
+        torch.cuda.empty_cache()
+        log.warning("CUDA out of memory on a batch of %d; retrying in halves (lower attack.batch_size to "
+                    "avoid this)", len(x))
+        h = len(x) // 2
+        return torch.cat([in_halves_on_oom(attacker, x[:h], y[:h], gen), in_halves_on_oom(attacker, x[h:], y[h:], gen)])
+
+
 def attack_split(g, attacker, target, images, labels, index, batch_size, gen, device, label):
     """Attack images[index] batch by batch, reading and writing one batch at a time."""
     n = len(index)
@@ -64,7 +78,7 @@ def attack_split(g, attacker, target, images, labels, index, batch_size, gen, de
     for s in tqdm(list(batches(n, batch_size)), desc=label, mininterval=2):
         xb = to_tensor(images[index[s]]).to(device)  # index is sorted: h5py reads just these rows
         yb = torch.from_numpy(labels[index[s]]).to(device)
-        adv = attacker(xb, yb, generator=gen)
+        adv = in_halves_on_oom(attacker, xb, yb, gen)
         with torch.no_grad():
             pb = target(adv).argmax(1)
         x_adv[s] = adv.cpu().numpy()

@@ -1,0 +1,185 @@
+"""Bad input and faults: a clear error naming the problem, and no artifact lost or half-written."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from featdefense import cli
+from featdefense.io import ArtifactError, atomic_path, resolve_device, write_json
+from featdefense.stages.attack import in_halves_on_oom
+
+from . import fixtures
+from .conftest import ROOT, env_for, make_project, sh
+
+PAPER = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def digest(path) -> str:
+    return hashlib.md5(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A directory with a valid params.yaml and one existing artifact that must survive every failure."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PAPER))
+    write_json("data/metrics/mnist/target.json", {"clean_test_accuracy": 0.99})
+    return tmp_path
+
+
+@pytest.mark.parametrize("stage, edit, words", [
+    ("train_target", "target: {epochs: 0}", ["target.epochs", "0", "minimum"]),
+    ("train_target", "target: {batch_size: 0}", ["target.batch_size", "0"]),
+    ("attack", "attack: {fgsm: {epsilon: 1.5}}", ["attack.fgsm.epsilon", "1.5", "maximum"]),
+    ("attack", "attack: {pgd: {step_size: 0.5}}", ["attack.pgd.step_size", "larger than attack.pgd.epsilon"]),
+    ("attack", "attack: {pgd: {stepz: 3}}", ["attack.pgd", "unknown key", "stepz"]),
+    ("train_denoiser", "device: gpu", ["device", "'gpu'", "cuda"]),
+    ("train_denoiser", "denoiser: {train_on: [fgsm, deepfool]}", ["denoiser.train_on", "deepfool"]),
+    ("loss_net", "loss_net: {weights: file}", ["loss_net.file", "null"]),
+    ("loss_net", "loss_net: {weights: file, file: /no/such/vgg.pth, sha256: null}", ["/no/such/vgg.pth",
+                                                                                     "loss_net.sha256"]),
+    ("download", "download: {mnist: {source: ''}}", ["download.mnist.source"]),
+    ("download", "datasets: [svhn]", ["unknown key", "datasets"]),
+])
+def test_bad_params_stop_a_stage_before_it_touches_anything(workdir, capsys, stage, edit, words):
+    from featdefense.params import merge
+
+    params = merge(PAPER, yaml.safe_load(edit))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    before = {p: digest(p) for p in workdir.rglob("*") if p.is_file()}
+    wildcards = {"train_target": ["--dataset", "mnist"], "attack": ["--dataset", "mnist", "--attack", "pgd"],
+                 "train_denoiser": ["--dataset", "mnist"], "download": ["--dataset", "mnist"], "loss_net": []}
+    assert cli.main(["run", stage, *wildcards[stage]]) == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err
+    assert "Traceback" not in err
+    assert {p: digest(p) for p in workdir.rglob("*") if p.is_file()} == before
+
+
+def test_snakemake_refuses_bad_params_at_start_up(tmp_path, raw_fixtures):
+    project = make_project(tmp_path / "p", raw_fixtures)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["attack"]["pgd"]["epsilon"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = sh(project, "snakemake", "-n", "all", check=False)
+    assert result.returncode != 0
+    assert "attack.pgd.epsilon: 0 is not allowed" in result.stdout + result.stderr
+
+
+@pytest.fixture
+def prepared_project(tmp_path):
+    raw = tmp_path / "raw"
+    fixtures.write_mnist(raw / "mnist", 60, 20)
+    fixtures.write_cifar10(raw / "cifar10", 50, 10)
+    project = make_project(tmp_path / "p", raw)
+    sh(project, "featdefense", "run", "download", "--dataset", "mnist")
+    sh(project, "featdefense", "run", "prepare", "--dataset", "mnist")
+    return project
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_hdf5_input_is_named(prepared_project):
+    h5 = prepared_project / "data/prepared/mnist.h5"
+    truncate(h5)
+    result = sh(prepared_project, "featdefense", "run", "train_target", "--dataset", "mnist", check=False)
+    assert result.returncode == 2
+    assert "data/prepared/mnist.h5" in result.stderr and "Traceback" not in result.stderr
+    assert not (prepared_project / "data/models/mnist/target.pt").exists()
+
+
+def test_corrupt_model_input_is_named(prepared_project):
+    model = prepared_project / "data/models/mnist/target.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"PK\x03\x04 not really a zip")
+    result = sh(prepared_project, "featdefense", "run", "attack", "--dataset", "mnist", "--attack", "fgsm",
+                check=False)
+    assert result.returncode == 2
+    assert "data/models/mnist/target.pt" in result.stderr and "corrupt" in result.stderr
+    assert not (prepared_project / "data/adversarial/mnist/fgsm.h5").exists()
+
+
+def test_hdf5_without_the_expected_data_is_named(tmp_path):
+    from featdefense.training import load_split
+
+    with h5py.File(tmp_path / "odd.h5", "w") as f:
+        f.create_dataset("train/x", data=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ArtifactError, match="odd.h5.*'test'"):
+        load_split(tmp_path / "odd.h5", "test")
+
+
+KILL_AT_RENAME = """
+import os, signal, sys
+real = os.replace
+def die(src, dst):
+    if str(dst).endswith(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)  # the temporary file is complete; the rename never happens
+    real(src, dst)
+os.replace = die
+from featdefense.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_stage_killed_mid_write_leaves_nothing_trusted_and_a_rerun_recovers(prepared_project):
+    out = prepared_project / "data/models/mnist/target.pt"
+    run = ["run", "train_target", "--dataset", "mnist"]
+    sh(prepared_project, "featdefense", *run)
+    reference = digest(out)
+    out.unlink()
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "target.pt", *run], cwd=prepared_project,
+                            env=env_for(prepared_project), capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert not out.exists()  # no output, only a temporary file no stage reads
+    assert [p.name.startswith(".target.pt.") for p in out.parent.iterdir() if p.suffix == ".partial"] == [True]
+    sh(prepared_project, "featdefense", *run)
+    assert digest(out) == reference  # identical to the uninterrupted run
+    assert not [p for p in out.parent.iterdir() if p.suffix == ".partial"]
+
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "target.pt", *run], cwd=prepared_project,
+                            env=env_for(prepared_project), capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert digest(out) == reference  # the previous complete output stands
+
+
+def test_disk_full_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(ArtifactError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_requested_without_a_gpu_says_what_to_do():
+    with pytest.raises(Exception, match="no CUDA device is available; set device: auto"):
+        resolve_device("cuda")
+
+
+def test_out_of_memory_retries_in_halves():
+    calls = []
+
+    def attacker(x, y, generator=None):
+        calls.append(len(x))
+        if len(x) > 2:
+            raise torch.cuda.OutOfMemoryError("fake")
+        return x + 1
+
+    x = torch.arange(8.0).view(8, 1)
+    assert torch.equal(in_halves_on_oom(attacker, x, torch.zeros(8), None), x + 1)
+    assert calls[0] == 8 and max(calls[1:]) <= 4
