@@ -151,3 +151,73 @@ def test_both_engines_run_the_same_commands_on_the_same_files(snakemake_project,
         snakemake_project, "snakemake", "-n", "-p", "--forceall", "all").stdout, flags=re.M))
     dvc_cmds = {lock["cmd"] for lock in locks[1].values()}
     assert snakemake_cmds == dvc_cmds and len(dvc_cmds) == len(names)
+
+
+def test_snakemake_report_collects_tables_plots_and_figures(snakemake_project):
+    sh(snakemake_project, "snakemake", "--report", "report.html", "all")
+    html = (snakemake_project / "report.html").read_text(errors="replace")
+    for name in ("examples.png", "table.csv", "evaluate.json", "denoiser_train.csv"):
+        assert name in html
+
+
+def test_push_then_pull_into_a_fresh_clone_has_nothing_to_run(snakemake_project, tmp_path_factory):
+    remote = tmp_path_factory.mktemp("remote")
+    sh(snakemake_project, "dvc", "remote", "modify", "local", "url", str(remote))
+    sh(snakemake_project, "dvc", "push")
+    clone = tmp_path_factory.mktemp("clone")
+    for f in sh(snakemake_project, "git", "ls-files", "--others", "--cached", "--exclude-standard").stdout.split():
+        if (snakemake_project / f).is_file() and not f.startswith(("data/", "logs/", ".snakemake/")):
+            (clone / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(snakemake_project / f, clone / f)
+    sh(clone, "git", "init", "-q")
+    assert not (clone / "data/metrics").exists()
+    sh(clone, "featdefense", "pull")
+    assert json.loads(sh(clone, "dvc", "status", "--json").stdout) == {}
+    assert snakemake_plan(clone) == {}
+    for ds in DATASETS:
+        path = f"data/metrics/{ds}/evaluate.json"
+        assert (clone / path).read_bytes() == (snakemake_project / path).read_bytes()
+
+
+def test_lineage_traces_a_metric_back_to_the_downloaded_files(dvc_project):
+    tree = json.loads(sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate.json",
+                         "--json").stdout)
+    node = tree["artifact"]
+    assert node["stage"] == "evaluate@mnist" and node["params"] == {"device": "auto", "threads": 2}
+    stages, downloads = {}, []
+
+    def walk(n):
+        stages[n.get("stage")] = n
+        if "files" in n:
+            downloads.append(n)
+        for child in n.get("inputs", []):
+            walk(child)
+
+    walk(node)
+    assert {"train_denoiser@mnist", "loss_net", "attack@mnist-pgd", "train_target@mnist", "prepare@mnist",
+            "download@mnist"} <= set(stages)
+    assert stages["train_denoiser@mnist"]["params"]["denoiser"]["epochs"] >= 1
+    assert any(c["path"] == "src/featdefense/stages/train_denoiser.py" for c in stages["train_denoiser@mnist"]["code"])
+    assert set(downloads[0]["files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+    assert "commit" in tree["git"]
+    text = sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate.json").stdout
+    assert "made by download@mnist" in text and "NOT canonical" in text
+
+
+def test_a_code_edit_that_computes_the_same_reruns_one_stage_only(dvc_project):
+    code = dvc_project / "src/featdefense/stages/train_target.py"
+    code.write_text(code.read_text() + "\n# a comment changes the code's hash, not what it computes\n")
+    out = sh(dvc_project, "dvc", "repro").stdout
+    assert dvc_ran(out) == {"train_target@mnist", "train_target@cifar10"}
+    assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}
+
+
+def test_reverting_a_param_restores_outputs_from_the_run_cache(dvc_project):
+    set_param(dvc_project, "target.lr", 0.002)
+    assert "train_target@mnist" in dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
+    set_param(dvc_project, "target.lr", TINY["target"].get("lr", 0.001))
+    out = sh(dvc_project, "dvc", "repro").stdout
+    assert dvc_ran(out) == set()  # no stage command ran again
+    assert "train_target@mnist' is cached" in out
+    assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}

@@ -71,6 +71,17 @@ def dvc_commit_done() -> None:
         print(f"dvc.lock: recorded {len(names)} stage(s)")
 
 
+def pull() -> None:
+    """`dvc pull`, then stamp the pulled files in the stage graph's order for Snakemake.
+
+    DVC gives pulled files the time they were written, in no particular order, so Snakemake's mtime
+    trigger would rerun stages whose inputs look newer than their outputs. `snakemake --touch` marks
+    them up to date instead; `snakemake -n all` then has nothing to do.
+    """
+    subprocess.run(["dvc", "pull"], check=True)
+    subprocess.run(["snakemake", "--touch", "--cores", "1", "all"], check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="featdefense", description=__doc__)
     ap.add_argument("--params", default=str(params_mod.DEFAULT_PATH), help="params file (default params.yaml)")
@@ -82,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     pp = sub.add_parser("params", help="check params.yaml, or apply configuration overlays to it")
     pp.add_argument("action", choices=["check", "apply"])
     pp.add_argument("files", nargs="*", help="overlays (configs/*.yaml), applied in order")
+    lin = sub.add_parser("lineage", help="print the chain of stages, params and hashes behind an artifact")
+    lin.add_argument("artifact", help="a stage output, e.g. data/metrics/mnist/evaluate.json")
+    lin.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("dvc-yaml", help="print dvc.yaml as rendered from the stage graph")
     sub.add_parser("dvc-commit", help="record finished stages in dvc.lock (run after Snakemake)")
+    sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for Snakemake")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -101,10 +116,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.params}: valid")
             else:
                 apply_params(args.files, args.params)
+        elif args.command == "lineage":
+            from .lineage import render, trace
+
+            tree = trace(args.artifact)
+            print(json.dumps(tree, indent=2) if args.json else render(tree))
         elif args.command == "dvc-yaml":
             sys.stdout.write(dvc_yaml())
         elif args.command == "dvc-commit":
             dvc_commit_done()
+        elif args.command == "pull":
+            pull()
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2

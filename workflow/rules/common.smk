@@ -19,9 +19,21 @@ def stage_deps(name):
     return pipeline.STAGES[name].deps
 
 
+REPORTED = ("data/reports/", "data/plots/", "data/metrics/")  # what `snakemake --report` shows
+
+
 def stage_products(name):
     stage = pipeline.STAGES[name]
-    return {k: directory(v) if k in stage.directories else v for k, v in stage.products.items()}
+
+    def wrap(key, path):
+        if key in stage.directories:
+            return directory(path)
+        if path.startswith(REPORTED):
+            return report(path, category=path.split("/")[1], subcategory="{dataset}",
+                          labels={"stage": name, "file": path.rsplit("/", 1)[1]})
+        return path
+
+    return {k: wrap(k, v) for k, v in stage.products.items()}
 
 
 def stage_params(name):

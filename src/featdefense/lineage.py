@@ -1,0 +1,92 @@
+"""Where an artifact came from, read from dvc.lock: the stage that made it, the exact param values
+it read, the hashes of its code and inputs, recursively up to the downloaded files, and the git commit."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from . import FeatdefenseError
+from .io import file_digest
+
+
+def _lock(path: Path) -> dict:
+    if not path.is_file():
+        raise FeatdefenseError(f"{path}: missing: run the pipeline (dvc repro or snakemake) first")
+    return yaml.safe_load(path.read_text()).get("stages", {})
+
+
+def _producers(stages: dict) -> dict[str, tuple[str, dict]]:
+    return {out["path"]: (name, out) for name, s in stages.items() for out in s.get("outs", [])}
+
+
+def _git_commit(root: Path) -> dict:
+    def git(*args):
+        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def trace(artifact: str, root: Path = Path("."), lock: str = "dvc.lock") -> dict:
+    stages = _lock(root / lock)
+    producers = _producers(stages)
+
+    def node(path: str) -> dict:
+        entry: dict = {"path": path}
+        if path not in producers:
+            return {**entry, "source": "not made by a stage (code, or outside the pipeline)"}
+        name, out = producers[path]
+        s = stages[name]
+        entry.update(md5=out.get("md5"), stage=name, cmd=s["cmd"])
+        full = root / path
+        if full.is_file() and file_digest(full, "md5") != out.get("md5"):
+            entry["warning"] = "the file in the workspace differs from what dvc.lock recorded"
+        entry["params"] = {k: v for f in s.get("params", {}).values() for k, v in f.items()}
+        entry["code"] = [{"path": d["path"], "md5": d.get("md5")} for d in s.get("deps", [])
+                         if d["path"] not in producers]
+        entry["inputs"] = [node(d["path"]) for d in s.get("deps", []) if d["path"] in producers]
+        manifest = full / "manifest.json"
+        if full.is_dir() and manifest.is_file():  # a download: the files and their verified checksums
+            entry["files"] = json.loads(manifest.read_text())["files"]
+        return entry
+
+    artifact = Path(artifact).as_posix()
+    if artifact not in producers:
+        known = "\n  ".join(sorted(producers))
+        raise FeatdefenseError(f"{artifact}: no stage in dvc.lock outputs it; known outputs:\n  {known}")
+    return {"artifact": node(artifact), "git": _git_commit(root), "lock": lock}
+
+
+def render(tree: dict) -> str:
+    lines, seen = [], set()
+
+    def walk(n: dict, depth: int) -> None:
+        pad = "  " * depth
+        if "stage" not in n:
+            lines.append(f"{pad}{n['path']}: {n['source']}")
+            return
+        lines.append(f"{pad}{n['path']}  md5 {n['md5']}")
+        if "warning" in n:
+            lines.append(f"{pad}  WARNING: {n['warning']}")
+        if n["stage"] in seen:
+            lines.append(f"{pad}  made by {n['stage']} (see above)")
+            return
+        seen.add(n["stage"])
+        lines.append(f"{pad}  made by {n['stage']}: {n['cmd']}")
+        for key, value in n["params"].items():
+            lines.append(f"{pad}  param {key} = {json.dumps(value, sort_keys=True)}")
+        for c in n["code"]:
+            lines.append(f"{pad}  code {c['path']}  md5 {c['md5']}")
+        for name, f in n.get("files", {}).items():
+            lines.append(f"{pad}  file {name}  md5 {f['md5']} ({'canonical' if f['canonical'] else 'NOT canonical'})")
+        for child in n["inputs"]:
+            walk(child, depth + 1)
+
+    walk(tree["artifact"], 0)
+    git = tree["git"]
+    lines.append(f"git commit {git['commit']}" + (" (with uncommitted changes)" if git["uncommitted_changes"] else ""))
+    return "\n".join(lines)
