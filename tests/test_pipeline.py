@@ -83,6 +83,15 @@ def check_artifacts(project) -> None:
         assert (project / f"data/reports/{ds}/examples.png").read_bytes()[:4] == b"\x89PNG"
     denoiser = torch.load(project / "data/models/mnist/denoiser.pt", weights_only=True)
     assert denoiser["meta"]["params"]["denoiser"]["epochs"] == TINY["denoiser"]["epochs"]
+    # every HDF5 and model file tells where it came from, even found alone
+    for path in project.glob("data/**/*.h5"):
+        with h5py.File(path) as f:
+            prov = json.loads(f.attrs["provenance"])
+        assert {"stage", "params", "inputs", "featdefense_version"} <= set(prov), path
+        assert all(len(i["sha256"]) == 64 for i in prov["inputs"].values())
+    for path in project.glob("data/models/**/*.pt"):
+        meta = torch.load(path, weights_only=True)["meta"]
+        assert {"stage", "params", "inputs", "featdefense_version"} <= set(meta), path
 
 
 def snakemake_plan(project) -> dict[str, int]:

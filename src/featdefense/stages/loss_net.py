@@ -11,7 +11,7 @@ import logging
 import torch
 
 from .. import FeatdefenseError
-from ..io import file_digest, save_model
+from ..io import file_digest, provenance, save_model
 from ..models.vgg import vgg16_features
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def run(p, inp, out):
             raise FeatdefenseError(f"loss_net: the weights from {origin} do not fit VGG-16's features: "
                                    f"{e}") from None
     # The file's path is left out on purpose: the same weights found elsewhere give the same artifact.
-    meta = {"stage": "loss_net", "weights": cfg["weights"], "origin": origin,
-            "preprocessing": cfg["preprocessing"], "random": cfg["weights"] == "random"}
+    meta = {**provenance("loss_net", {"seed": p["seed"], "loss_net": {k: v for k, v in cfg.items() if k != "file"}}, {}),
+            "weights": cfg["weights"], "origin": origin, "preprocessing": cfg["preprocessing"],
+            "random": cfg["weights"] == "random"}
     save_model(out["loss_net"], features, meta)
     log.info("loss network: VGG-16 features from %s, %s preprocessing", origin, cfg["preprocessing"])

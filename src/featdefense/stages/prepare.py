@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.formats import read_cifar10, read_mnist
 from ..data.transforms import grayscale_resize
-from ..io import atomic_path
+from ..io import atomic_path, provenance
 from .download import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -40,3 +40,4 @@ def run(p, inp, out, dataset):
         f.attrs["canonical"] = manifest["canonical"]
         f.attrs["raw_files"] = json.dumps(manifest["files"], sort_keys=True)
         f.attrs["encoding"] = "uint8, intensity = value / 255"
+        f.attrs["provenance"] = json.dumps(provenance("prepare", p, {"manifest": raw / MANIFEST}), sort_keys=True)
