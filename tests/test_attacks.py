@@ -56,3 +56,17 @@ def test_pgd_without_random_start_is_deterministic():
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
     attack = PGD(model, epsilon=0.2, steps=3, step_size=0.1, random_start=False)
     assert torch.equal(attack(x, y), attack(x, y))
+
+
+def test_whitebox_counts_an_image_as_robust_only_if_every_attack_failed():
+    from featdefense.stages.evaluate import whitebox
+
+    torch.manual_seed(0)
+    model = Target().eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    pgd = {"epsilon": 0.0001, "steps": 1, "random_start": False}  # far too weak to change a prediction
+    clean_correct = model(x).argmax(1) == y
+    acc, per_step = whitebox(model, x, y, torch.ones(6, dtype=torch.bool), pgd, [0.0001], 4, 0, "cpu")
+    assert per_step == {"0.0001": float(clean_correct.float().mean())} and acc == per_step["0.0001"]
+    acc, _ = whitebox(model, x, y, torch.zeros(6, dtype=torch.bool), pgd, [0.0001], 4, 0, "cpu")
+    assert acc == 0.0  # the grey-box attack already fooled every image

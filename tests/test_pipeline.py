@@ -18,7 +18,8 @@ from .conftest import TINY, make_project, sh
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
 FIRST_LOCK = "dvc.lock.first-run"
-METRIC_KEYS = {"dataset", "threat_model", "accuracy", "data", "target", "attacks", "denoiser"}
+METRIC_KEYS = {"dataset", "threat_model", "accuracy", "whitebox_pgd_by_step_size", "data", "target", "attacks",
+               "denoiser"}
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +73,14 @@ def check_artifacts(project) -> None:
         assert set(metrics) == METRIC_KEYS
         acc = metrics["accuracy"]
         assert set(acc) == {"unsecured", "defended"}
-        assert all(set(v) == {"clean", "fgsm", "pgd"} for v in acc.values())
+        assert all(set(v) == {"clean", "fgsm", "pgd", "whitebox_pgd"} for v in acc.values())
         assert acc["unsecured"]["clean"] > 0.5
         assert acc["unsecured"]["pgd"] < acc["unsecured"]["clean"]
+        for side in acc.values():  # the per-image minimum includes the grey-box attack: never weaker
+            assert side["whitebox_pgd"] <= side["pgd"]
+        for side, by_step in metrics["whitebox_pgd_by_step_size"].items():
+            assert set(by_step) == {"0.1", "0.01"}
+            assert all(acc[side]["whitebox_pgd"] <= a for a in by_step.values())
         assert metrics["data"] == {"canonical": False, "test_images": 100, "denoiser_train_examples": 600,
                                    "target_train_images": 300}
         assert metrics["denoiser"]["loss_net"]["random"] is True
@@ -192,7 +198,9 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files(dvc_project):
     tree = json.loads(sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate.json",
                          "--json").stdout)
     node = tree["artifact"]
-    assert node["stage"] == "evaluate@mnist" and node["params"] == {"device": "auto", "threads": 2}
+    assert node["stage"] == "evaluate@mnist"
+    assert set(node["params"]) == {"seed", "device", "threads", "attack.pgd", "whitebox"}
+    assert node["params"]["whitebox"]["step_sizes"] == [0.1, 0.01]
     stages, downloads = {}, []
 
     def walk(n):

@@ -53,6 +53,10 @@ def _semantic_errors(p: dict) -> list[str]:
     if pgd["step_size"] > pgd["epsilon"]:
         errors.append(f"attack.pgd.step_size: {pgd['step_size']} is larger than attack.pgd.epsilon "
                       f"{pgd['epsilon']}; allowed: 0 < step_size <= epsilon")
+    too_big = [s for s in p["whitebox"]["step_sizes"] if s > pgd["epsilon"]]
+    if too_big:
+        errors.append(f"whitebox.step_sizes: {too_big} larger than attack.pgd.epsilon {pgd['epsilon']}; "
+                      f"allowed: 0 < step <= epsilon")
     ln = p["loss_net"]
     if ln["weights"] == "file":
         if not ln["file"]:

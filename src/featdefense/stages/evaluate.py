@@ -1,5 +1,6 @@
 """evaluate: accuracy of the target (unsecured) and of target(denoiser(x)) (defended) on the clean test
-images and on their FGSM and PGD versions (grey-box: attacks crafted on the target alone)."""
+images, on their FGSM and PGD versions (grey-box: attacks crafted on the target alone), and under a
+white-box adaptive PGD run end to end through the model evaluated (denoiser and target together)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,12 @@ import logging
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..io import ArtifactError, open_h5, write_json
+from ..attacks import PGD
 from ..models import Denoiser, Target
-from ..training import load_module, load_split, predict, setup
+from ..training import batches, load_module, load_split, predict, setup
 
 log = logging.getLogger(__name__)
 ATTACKS = ("fgsm", "pgd")
@@ -30,11 +33,30 @@ def accuracy(model, x, y, device) -> float:
     return float((predict(model, x, device) == y).float().mean())
 
 
+def whitebox(model, x, y, still_correct: torch.Tensor, pgd: dict, step_sizes: list[float], batch_size: int,
+             seed: int, device) -> tuple[float, dict[str, float]]:
+    """PGD through `model` end to end, once per step size. An image counts as robust only if every
+    attack failed on it, including the grey-box one (`still_correct`): the per-image minimum."""
+    robust = still_correct.clone()
+    per_step = {}
+    for i, step in enumerate(step_sizes):
+        attack = PGD(model, epsilon=pgd["epsilon"], steps=pgd["steps"], step_size=step,
+                     random_start=pgd["random_start"])
+        gen = torch.Generator(device=device).manual_seed(seed * 1000 + 100 + i)
+        correct = torch.cat([
+            predict(model, attack(x[s].to(device), y[s].to(device), generator=gen), device) == y[s]
+            for s in tqdm(list(batches(len(x), batch_size)), desc=f"white-box PGD step {step}", mininterval=2)])
+        per_step[str(step)] = float(correct.float().mean())
+        robust &= correct
+    return float(robust.float().mean()), per_step
+
+
 def run(p, inp, out, dataset):
     device = setup(p)
     target, target_meta = load_module(inp["target"], Target(), device)
     denoiser, denoiser_meta = load_module(inp["denoiser"], Denoiser(), device)
-    defended = torch.nn.Sequential(denoiser, target).eval()
+    defended = torch.nn.Sequential(denoiser, target).eval().requires_grad_(False)
+    target.requires_grad_(False)
     adversarial, index, attack_params, attack_prov = {}, None, {}, None
     for attack in ATTACKS:
         x_adv, idx, attack_params[attack], attack_prov = read_test(inp[attack])
@@ -43,16 +65,26 @@ def run(p, inp, out, dataset):
         adversarial[attack], index = x_adv, idx
     x_clean, y = load_split(inp["prepared"], "test", index)
     inputs = {"clean": x_clean, **adversarial}
-    results = {
-        "unsecured": {name: accuracy(target, x, y, device) for name, x in inputs.items()},
-        "defended": {name: accuracy(defended, x, y, device) for name, x in inputs.items()},
-    }
+    models = {"unsecured": target, "defended": defended}
+    results = {side: {name: accuracy(m, x, y, device) for name, x in inputs.items()} for side, m in models.items()}
+    wb = p["whitebox"]
+    per_step = {}
+    for side, model in models.items():
+        greybox_correct = predict(model, adversarial["pgd"], device) == y
+        results[side]["whitebox_pgd"], per_step[side] = whitebox(
+            model, x_clean, y, greybox_correct, p["attack"]["pgd"], wb["step_sizes"], wb["batch_size"],
+            p["seed"], device)
     with open_h5(inp["prepared"]) as f:
         canonical = bool(f.attrs["canonical"])
     loss_net = denoiser_meta["loss_net"]
     metrics = {
         "dataset": dataset,
-        "threat_model": "grey-box (attacks crafted on the target alone)",
+        "threat_model": {
+            "fgsm, pgd": "grey-box: crafted on the target alone (the paper's protocol)",
+            "whitebox_pgd": "adaptive: PGD through the evaluated model end to end; per image, the minimum over "
+                            "the grey-box PGD and white-box PGD with each step size",
+        },
+        "whitebox_pgd_by_step_size": per_step,
         "accuracy": results,
         "data": {"canonical": canonical, "test_images": int(len(index)),
                  "denoiser_train_examples": denoiser_meta["train_examples"],

@@ -19,7 +19,8 @@ from ..models import Denoiser, Target  # noqa: E402
 from ..training import load_module, load_split, setup  # noqa: E402
 from .evaluate import read_test  # noqa: E402
 
-NAMES = {"clean": "none (clean)", "fgsm": "FGSM", "pgd": "PGD", "unsecured": "unsecured", "defended": "ours"}
+NAMES = {"clean": "none (clean)", "fgsm": "FGSM (grey-box)", "pgd": "PGD (grey-box)",
+         "whitebox_pgd": "PGD (white-box, adaptive)", "unsecured": "unsecured", "defended": "ours"}
 
 
 def paper_results() -> dict:
@@ -31,7 +32,7 @@ def table(metrics: dict, paper: dict) -> pd.DataFrame:
     published = {(r["attack"], r["defence"]): r[dataset] for r in paper["rows"]}
     published[("clean", "unsecured")] = paper["clean_target"][dataset]
     rows = []
-    for attack in ("clean", "fgsm", "pgd"):
+    for attack in ("clean", "fgsm", "pgd", "whitebox_pgd"):
         for side, defence in (("unsecured", "unsecured"), ("defended", "ours")):
             rows.append({"attack": NAMES[attack], "defence": NAMES[side],
                          "accuracy_%": round(100 * metrics["accuracy"][side][attack], 1),
@@ -45,7 +46,10 @@ def caption(m: dict) -> str:
     data = "canonical files" if d["canonical"] else "a NON-canonical copy (checksum named in params)"
     pgd = a["pgd"]
     lines = [
-        f"Dataset: {m['dataset']} ({data}). Test images: {d['test_images']}. Threat model: {m['threat_model']}.",
+        f"Dataset: {m['dataset']} ({data}). Test images: {d['test_images']}.",
+        "Grey-box: " + m["threat_model"]["fgsm, pgd"] + ". White-box: " + m["threat_model"]["whitebox_pgd"]
+        + " (step sizes " + ", ".join(m["whitebox_pgd_by_step_size"]["defended"]) + "); the paper reports no "
+        "white-box number and marks its own defence as not broken.",
         f"Target: LeNet, {m['target']['epochs']} epochs on {d['target_train_images']} images "
         f"(clean accuracy on the full test set {100 * m['target']['clean_accuracy_full_test_set']:.1f}%).",
         f"Attacks: FGSM eps {a['fgsm']['epsilon']}; PGD eps {pgd['epsilon']}, {pgd['steps']} steps of "
