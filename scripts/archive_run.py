@@ -5,7 +5,7 @@ usage: python scripts/archive_run.py RUN_DIR NAME
 
 Copies the run's params.yaml, dvc.lock (hashes of every input, output and code file, and the params each
 stage read), metrics, report tables and figures, and writes timings.md (wall-clock per stage from
-logs/timings.jsonl) and commit.txt (the git commit the run was made from).
+logs/timings.jsonl) and commit.txt (the last git commit of the code the run was made from).
 """
 import json
 import shutil
@@ -26,7 +26,9 @@ def main(run: Path, name: str) -> None:
             dest = out / f.relative_to(run / "data")
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(f, dest)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=run, capture_output=True, text=True).stdout
+    # the last commit of the code (a run's own commit of params.yaml and dvc.lock may follow it)
+    commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", "src", "workflow", "Snakefile"], cwd=run,
+                            capture_output=True, text=True).stdout
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "workflow"],
                            cwd=run, capture_output=True, text=True).stdout
     (out / "commit.txt").write_text(commit + ("(code modified after this commit)\n" if dirty else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import matplotlib
 
@@ -92,13 +93,14 @@ def pick_examples(y: np.ndarray, fooled: np.ndarray, k: int) -> np.ndarray:
 
 
 def run(p, inp, out, dataset):
-    metrics = json.loads(open(inp["evaluation"]).read())
+    metrics = json.loads(Path(inp["evaluation"]).read_text())
     df = table(metrics, paper_results())
     cap = caption(metrics)
     with atomic_path(out["table_csv"]) as tmp:
         df.to_csv(tmp, index=False)
     title = f"## {dataset}: accuracy (%) at epsilon {metrics['attacks']['pgd']['epsilon']}, ours vs the paper"
-    write_text(out["table_md"], f"{title}\n\n{df.to_markdown(index=False, missingval='-')}\n\n{cap}\n")
+    shown = df.astype({"paper_%": object}).fillna("-")  # no published value: "-", not "nan"
+    write_text(out["table_md"], f"{title}\n\n{shown.to_markdown(index=False)}\n\n{cap}\n")
 
     device = setup(p)
     target, _ = load_module(inp["target"], Target(), device)
