@@ -79,7 +79,7 @@ def run(p, inp, out, dataset):
             loss.backward()
             opt.step()
             for k, v in terms.items():
-                sums[k] += float(v) * len(i)
+                sums[k] += float(v.detach()) * len(i)
         row = {"epoch": epoch, "loss": sum(sums.values()) / len(order),
                **{k: v / len(order) for k, v in sums.items()}}
         rows.append(row)
