@@ -93,24 +93,78 @@ def truncate(path, keep=0.5):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def test_truncated_hdf5_input_is_named(prepared_project):
-    h5 = prepared_project / "data/prepared/mnist.h5"
-    truncate(h5)
-    result = sh(prepared_project, "featdefense", "run", "train_target", "--dataset", "mnist", check=False)
-    assert result.returncode == 2
-    assert "data/prepared/mnist.h5" in result.stderr and "Traceback" not in result.stderr
-    assert not (prepared_project / "data/models/mnist/target.pt").exists()
+def break_params(project, dotted, value):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    *parents, last = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-def test_corrupt_model_input_is_named(prepared_project):
-    model = prepared_project / "data/models/mnist/target.pt"
-    model.parent.mkdir(parents=True)
-    model.write_bytes(b"PK\x03\x04 not really a zip")
-    result = sh(prepared_project, "featdefense", "run", "attack", "--dataset", "mnist", "--attack", "fgsm",
-                check=False)
-    assert result.returncode == 2
-    assert "data/models/mnist/target.pt" in result.stderr and "corrupt" in result.stderr
-    assert not (prepared_project / "data/adversarial/mnist/fgsm.h5").exists()
+def corrupt_source(project, name, data):
+    """A download source holding one bad file (and the other fixtures unchanged)."""
+    src = project.parent / "bad-source"
+    if not src.exists():
+        fixtures.write_mnist(src, 60, 20)
+    (src / name).write_bytes(data)
+    break_params(project, "download.mnist.source", str(src))
+    return src
+
+
+def write_bad_checksum_override(project, name, data):
+    src = corrupt_source(project, name, data)
+    break_params(project, "download.mnist.checksums", fixtures.md5s(src))
+
+
+# (what to break, the stage command that reads it, words its error must contain)
+CORRUPT_INPUTS = {
+    "truncated prepared HDF5": (lambda p: truncate(p / "data/prepared/mnist.h5"),
+                                ["train_target", "--dataset", "mnist"], ["data/prepared/mnist.h5"]),
+    "prepared HDF5 of zero bytes": (lambda p: (p / "data/prepared/mnist.h5").write_bytes(b""),
+                                    ["attack", "--dataset", "mnist", "--attack", "fgsm"],
+                                    ["data/prepared/mnist.h5", "corrupt"]),
+    "corrupt target model": (lambda p: (p / "data/models/mnist/target.pt").write_bytes(b"PK\x03\x04 not a zip"),
+                             ["attack", "--dataset", "mnist", "--attack", "fgsm"],
+                             ["data/models/mnist/target.pt", "corrupt"]),
+    "truncated target model": (lambda p: truncate(p / "data/models/mnist/target.pt"),
+                               ["attack", "--dataset", "mnist", "--attack", "pgd"], ["data/models/mnist/target.pt"]),
+    "download with a wrong checksum": (lambda p: corrupt_source(p, "t10k-labels-idx1-ubyte.gz", b"tampered"),
+                                       ["download", "--dataset", "mnist"],
+                                       ["t10k-labels-idx1-ubyte.gz", "checksum mismatch", "not kept"]),
+    "download source without the file": (lambda p: (corrupt_source(p, "x", b"") / "train-images-idx3-ubyte.gz").unlink(),
+                                         ["download", "--dataset", "mnist"],
+                                         ["train-images-idx3-ubyte.gz", "download.mnist.source"]),
+    "IDX file that is not gzip (checksum named)": (
+        lambda p: write_bad_checksum_override(p, "train-labels-idx1-ubyte.gz", b"plain bytes"),
+        ["download", "--dataset", "mnist"], None),
+}
+
+
+@pytest.fixture
+def trained_project(prepared_project):
+    sh(prepared_project, "featdefense", "run", "train_target", "--dataset", "mnist")
+    return prepared_project
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_INPUTS))
+def test_corrupt_inputs_are_named_and_no_artifact_changes(trained_project, case):
+    breaker, command, words = CORRUPT_INPUTS[case]
+    breaker(trained_project)
+    data = trained_project / "data"
+    before = {p: digest(p) for p in data.rglob("*") if p.is_file()}
+    result = sh(trained_project, "featdefense", "run", *command, check=False)
+    if words is None:  # a named checksum lets the bad file through download: prepare must catch it
+        assert result.returncode == 0
+        before = {p: digest(p) for p in data.rglob("*") if p.is_file()}
+        result = sh(trained_project, "featdefense", "run", "prepare", "--dataset", "mnist", check=False)
+        words = ["train-labels-idx1-ubyte.gz", "not a readable gzip file"]
+    assert result.returncode == 2, result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p: digest(p) for p in data.rglob("*") if p.is_file()} == before
 
 
 def test_hdf5_without_the_expected_data_is_named(tmp_path):
