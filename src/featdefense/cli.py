@@ -36,23 +36,23 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
         f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time()}) + "\n")
 
 
-def flat_keys(tree: dict, prefix: str = "") -> list[str]:
-    return [k for key, v in tree.items()
-            for k in (flat_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
-
-
 def apply_params(files: list[str], params_path: str) -> None:
-    """Deep-merge configuration overlays onto params.yaml, validating the result before writing."""
-    merged = yaml.safe_load(Path(params_path).read_text())
+    """Deep-merge configuration overlays onto params.yaml (keeping its comments), validated first."""
+    from ruamel.yaml import YAML
+
+    from .io import atomic_path
+
+    rt = YAML()  # round-trip: comments and key order survive
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    document = rt.load(Path(params_path).read_text())
     for f in files:
         overlay = yaml.safe_load(Path(f).read_text()) or {}
         if not isinstance(overlay, dict):
             raise params_mod.ParamsError(f"{f}: expected a mapping of params sections")
-        merged = params_mod.merge(merged, overlay)
-    params_mod.validate(merged, f"{params_path} with {', '.join(files)} applied")
-    from .io import write_text
-
-    write_text(params_path, yaml.safe_dump(merged, sort_keys=False))
+        params_mod.merge_into(document, overlay)
+    params_mod.validate(json.loads(json.dumps(document)), f"{params_path} with {', '.join(files)} applied")
+    with atomic_path(params_path) as tmp, open(tmp, "w") as out:
+        rt.dump(document, out)
     print(f"{params_path}: applied {', '.join(files)}")
 
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if type(e).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
             raise
-        keys = [k for k in flat_keys(params_mod.select(params_mod.load(args.params),
+        keys = [k for k in params_mod.flat_keys(params_mod.select(params_mod.load(args.params),
                                                        STAGES[args.stage].param_keys(**wildcards)))
                 if k.endswith("batch_size")] or ["the batch sizes"]
         print(f"featdefense: error: CUDA ran out of memory in stage {args.stage}; lower "

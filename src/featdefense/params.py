@@ -117,12 +117,23 @@ def select(params: dict, keys: Iterable[str]) -> dict:
     return out
 
 
+def flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    """Dotted names of every leaf of a nested mapping."""
+    return [k for key, v in tree.items()
+            for k in (flat_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
+
+
+def merge_into(base: dict, overlay: dict) -> None:
+    """Deep-merge `overlay` into `base` in place (mappings merge, everything else replaces)."""
+    for k, v in overlay.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and v:
+            merge_into(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+
+
 def merge(base: dict, overlay: dict) -> dict:
     """Deep-merge `overlay` onto `base` (mappings merge, everything else replaces)."""
     out = copy.deepcopy(base)
-    for k, v in overlay.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and v:
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
+    merge_into(out, overlay)
     return out
