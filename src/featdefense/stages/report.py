@@ -48,14 +48,14 @@ def caption(m: dict) -> str:
     pgd = a["pgd"]
     lines = [
         f"Dataset: {m['dataset']} ({data}). Test images: {d['test_images']}.",
-        "Grey-box: " + m["threat_model"]["fgsm, pgd"] + ". White-box: " + m["threat_model"]["whitebox_pgd"]
+        "FGSM, PGD: " + m["threat_model"]["fgsm, pgd"] + ". White-box PGD: " + m["threat_model"]["whitebox_pgd"]
         + " (step sizes " + ", ".join(m["whitebox_pgd_by_step_size"]["defended"]) + "); the paper reports no "
         "white-box number and marks its own defence as not broken.",
-        f"Target: LeNet, {m['target']['epochs']} epochs on {d['target_train_images']} images "
+        f"Target: LeNet, {m['target']['epochs']} epoch(s) on {d['target_train_images']} images "
         f"(clean accuracy on the full test set {100 * m['target']['clean_accuracy_full_test_set']:.1f}%).",
         f"Attacks: FGSM eps {a['fgsm']['epsilon']}; PGD eps {pgd['epsilon']}, {pgd['steps']} steps of "
         f"{pgd['step_size']}, random start {pgd['random_start']}.",
-        f"Denoiser: {dn['epochs']} epochs on {d['denoiser_train_examples']} adversarial train examples "
+        f"Denoiser: {dn['epochs']} epoch(s) on {d['denoiser_train_examples']} adversarial train examples "
         f"({'+'.join(dn['train_on'])}); feature loss layers {fl['layers']} at {fl['input_size']}x"
         f"{fl['input_size']}, pixel term {fl['pixel']}, weighting {fl['weighting']}; loss network "
         f"{ln['origin']} ({ln['preprocessing']} preprocessing).",
