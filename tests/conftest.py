@@ -16,6 +16,18 @@ from . import fixtures
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # featdefense, snakemake and dvc live beside this python
 
+
+def committed_params_text() -> str:
+    """params.yaml as committed (the paper's recipe), even after `make pipeline` applied a configuration."""
+    shown = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else (ROOT / "params.yaml").read_text()
+
+
+PAPER_TEXT = committed_params_text()
+PAPER = yaml.safe_load(PAPER_TEXT)
+# What a run leaves in the working tree that a fresh copy of the project must not start with.
+RUN_STATE = ("dvc.lock", "params.yaml")
+
 # The tiny configuration: every stage runs in seconds on the fixtures.
 TINY = {
     "target": {"epochs": 4, "batch_size": 32},
@@ -28,7 +40,7 @@ TINY = {
 def tracked_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.split()
-    return [f for f in out if (ROOT / f).is_file()]
+    return [f for f in out if (ROOT / f).is_file() and f not in RUN_STATE]
 
 
 def make_project(dest: Path, raw: Path) -> Path:
@@ -41,7 +53,7 @@ def make_project(dest: Path, raw: Path) -> Path:
         "mnist": {"source": str(raw / "mnist"), "checksums": fixtures.md5s(raw / "mnist")},
         "cifar10": {"source": str(raw / "cifar10"), "checksums": fixtures.md5s(raw / "cifar10")},
     }}
-    params = merge(merge(yaml.safe_load((dest / "params.yaml").read_text()), TINY), sources)
+    params = merge(merge(PAPER, TINY), sources)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 

@@ -8,7 +8,7 @@ import yaml
 
 from featdefense.pipeline import STAGES, dvc_yaml
 
-from .conftest import ROOT
+from .conftest import PAPER, ROOT
 
 
 def test_committed_dvc_yaml_is_rendered_from_the_stage_graph():
@@ -16,7 +16,7 @@ def test_committed_dvc_yaml_is_rendered_from_the_stage_graph():
 
 
 def test_dvc_stages_name_existing_code_and_params():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = PAPER
     for stage in STAGES.values():
         for path in stage.code_paths:
             assert (ROOT / path).is_file(), path

@@ -19,9 +19,8 @@ from featdefense.io import ArtifactError, atomic_path, resolve_device, write_jso
 from featdefense.stages.attack import in_halves_on_oom
 
 from . import fixtures
-from .conftest import ROOT, env_for, make_project, sh
+from .conftest import PAPER, env_for, make_project, sh
 
-PAPER = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def digest(path) -> str:

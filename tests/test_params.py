@@ -6,9 +6,8 @@ import yaml
 from featdefense import cli
 from featdefense.params import ParamsError, flat_keys, load, merge, select, validate
 
-from .conftest import ROOT
+from .conftest import PAPER, PAPER_TEXT, ROOT
 
-PAPER = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def with_change(dotted, value):
@@ -101,12 +100,12 @@ def test_configurations_are_valid_and_set_the_same_keys(config):
 
 def test_params_apply_validates_before_writing(tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "params.yaml").read_text())
+    params.write_text(PAPER_TEXT)
     bad = tmp_path / "bad.yaml"
     bad.write_text("denoiser: {epochs: 0}\n")
     assert cli.main(["--params", str(params), "params", "apply", str(bad)]) == 2
     assert "denoiser.epochs" in capsys.readouterr().err
-    assert params.read_text() == (ROOT / "params.yaml").read_text()
+    assert params.read_text() == PAPER_TEXT
     assert cli.main(["--params", str(params), "params", "apply", str(ROOT / "configs/smoke.yaml")]) == 0
     assert load(params)["denoiser"]["epochs"] == 2
     text = params.read_text()
