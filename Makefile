@@ -21,6 +21,7 @@ pipeline: setup
 ifneq ($(DATA),)
 	$(VENV)/bin/python scripts/offline_sources.py $(DATA)
 endif
+	git show HEAD:params.yaml > params.yaml  # start from the committed recipe, then apply CONFIG
 	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/local-sources.yaml)
 	snakemake --cores $(CORES) all
 
