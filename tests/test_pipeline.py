@@ -238,3 +238,11 @@ def test_reverting_a_param_restores_outputs_from_the_run_cache(dvc_project):
     assert dvc_ran(out) == set()  # no stage command ran again
     assert "train_target@mnist' is cached" in out
     assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}
+
+
+def test_snakemake_reruns_a_stage_and_all_downstream_after_a_code_edit(snakemake_project):
+    # Snakemake's mtime trigger has no content hashes: unlike DVC it cannot tell that outputs stayed the same
+    code = snakemake_project / "src/featdefense/stages/train_target.py"
+    code.write_text(code.read_text() + "\n# a comment\n")
+    assert snakemake_plan(snakemake_project) == {"train_target": 2, "attack": 4, "train_denoiser": 2,
+                                                 "evaluate": 2, "report": 2}
