@@ -37,6 +37,25 @@ TINY = {
 }
 
 
+def set_dotted(tree: dict, dotted: str, value) -> dict:
+    """Set (or, with value KeyError, delete) a dotted key in a nested params mapping; returns it."""
+    *parents, last = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node[part]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return tree
+
+
+def set_param(project: Path, dotted: str, value) -> None:
+    """Change one key of a project copy's params.yaml."""
+    params = set_dotted(yaml.safe_load((project / "params.yaml").read_text()), dotted, value)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def tracked_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.split()

@@ -19,7 +19,7 @@ from featdefense.io import ArtifactError, atomic_path, resolve_device, write_jso
 from featdefense.stages.attack import in_halves_on_oom
 
 from . import fixtures
-from .conftest import PAPER, env_for, make_project, sh
+from .conftest import PAPER, env_for, make_project, set_param, sh
 
 
 
@@ -68,9 +68,7 @@ def test_bad_params_stop_a_stage_before_it_touches_anything(workdir, capsys, sta
 
 def test_snakemake_refuses_bad_params_at_start_up(tmp_path, raw_fixtures):
     project = make_project(tmp_path / "p", raw_fixtures)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["attack"]["pgd"]["epsilon"] = 0
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    set_param(project, "attack.pgd.epsilon", 0)
     result = sh(project, "snakemake", "-n", "all", check=False)
     assert result.returncode != 0
     assert "attack.pgd.epsilon: 0 is not allowed" in result.stdout + result.stderr
@@ -92,29 +90,19 @@ def truncate(path, keep=0.5):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def break_params(project, dotted, value):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    *parents, last = dotted.split(".")
-    node = params
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-
-
 def corrupt_source(project, name, data):
     """A download source holding one bad file (and the other fixtures unchanged)."""
     src = project.parent / "bad-source"
     if not src.exists():
         fixtures.write_mnist(src, 60, 20)
     (src / name).write_bytes(data)
-    break_params(project, "download.mnist.source", str(src))
+    set_param(project, "download.mnist.source", str(src))
     return src
 
 
 def write_bad_checksum_override(project, name, data):
     src = corrupt_source(project, name, data)
-    break_params(project, "download.mnist.checksums", fixtures.md5s(src))
+    set_param(project, "download.mnist.checksums", fixtures.md5s(src))
 
 
 # (what to break, the stage command that reads it, words its error must contain)

@@ -6,21 +6,12 @@ import yaml
 from featdefense import cli
 from featdefense.params import ParamsError, flat_keys, load, merge, select, validate
 
-from .conftest import PAPER, PAPER_TEXT, ROOT
+from .conftest import PAPER, PAPER_TEXT, ROOT, set_dotted
 
 
 
 def with_change(dotted, value):
-    p = copy.deepcopy(PAPER)
-    *parents, last = dotted.split(".")
-    node = p
-    for part in parents:
-        node = node[part]
-    if value is KeyError:
-        del node[last]
-    else:
-        node[last] = value
-    return p
+    return set_dotted(copy.deepcopy(PAPER), dotted, value)
 
 
 def test_committed_params_are_the_papers_recipe():

@@ -13,7 +13,7 @@ import yaml
 
 from featdefense.pipeline import STAGES, final_products
 
-from .conftest import TINY, make_project, sh
+from .conftest import TINY, make_project, set_param, sh
 
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
@@ -36,16 +36,6 @@ def dvc_project(tmp_path_factory, raw_fixtures):
     sh(project, "dvc", "repro")
     shutil.copy(project / "dvc.lock", project / FIRST_LOCK)
     return project
-
-
-def set_param(project, dotted: str, value) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    *parents, last = dotted.split(".")
-    node = params
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def check_artifacts(project) -> None:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks
-from ..io import atomic_path, file_digest, open_h5, provenance
+from ..io import atomic_path, open_h5, provenance
 from ..models import Target
 from ..training import batches, load_module, setup, to_tensor
 
@@ -48,8 +48,9 @@ def run(p, inp, out, dataset, attack):
         f.attrs["dataset"] = dataset
         f.attrs["attack"] = attack
         f.attrs["params"] = json.dumps(spec, sort_keys=True)
-        f.attrs["target_sha256"] = file_digest(inp["target"])
-        f.attrs["provenance"] = json.dumps(provenance("attack", p, inp), sort_keys=True)
+        prov = provenance("attack", p, inp)
+        f.attrs["target_sha256"] = prov["inputs"]["target"]["sha256"]
+        f.attrs["provenance"] = json.dumps(prov, sort_keys=True)
 
 
 def in_halves_on_oom(attacker, x, y, gen):

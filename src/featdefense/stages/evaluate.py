@@ -29,10 +29,6 @@ def read_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
             raise ArtifactError(f"{path}: no readable test split ({e})") from None
 
 
-def accuracy(model, x, y, device) -> float:
-    return float((predict(model, x, device) == y).float().mean())
-
-
 def whitebox(model, x, y, still_correct: torch.Tensor, pgd: dict, step_sizes: list[float], batch_size: int,
              seed: int, device) -> tuple[float, dict[str, float]]:
     """PGD through `model` end to end, once per step size. An image counts as robust only if every
@@ -66,13 +62,14 @@ def run(p, inp, out, dataset):
     x_clean, y = load_split(inp["prepared"], "test", index)
     inputs = {"clean": x_clean, **adversarial}
     models = {"unsecured": target, "defended": defended}
-    results = {side: {name: accuracy(m, x, y, device) for name, x in inputs.items()} for side, m in models.items()}
+    correct = {side: {name: predict(m, x, device) == y for name, x in inputs.items()} for side, m in models.items()}
+    results = {side: {name: float(c.float().mean()) for name, c in by_input.items()}
+               for side, by_input in correct.items()}
     wb = p["whitebox"]
     per_step = {}
     for side, model in models.items():
-        greybox_correct = predict(model, adversarial["pgd"], device) == y
         results[side]["whitebox_pgd"], per_step[side] = whitebox(
-            model, x_clean, y, greybox_correct, p["attack"]["pgd"], wb["step_sizes"], wb["batch_size"],
+            model, x_clean, y, correct[side]["pgd"], p["attack"]["pgd"], wb["step_sizes"], wb["batch_size"],
             p["seed"], device)
     with open_h5(inp["prepared"]) as f:
         canonical = bool(f.attrs["canonical"])
