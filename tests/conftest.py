@@ -34,6 +34,10 @@ TINY = {
     "attack": {"train_size": None, "test_size": None, "batch_size": 64, "pgd": {"steps": 10}},
     "loss_net": {"weights": "random"},
     "denoiser": {"epochs": 1, "batch_size": 64},
+    "defences": {"madry": {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 64},
+                 "hgd": {"epochs": 1, "batch_size": 64}},
+    "whitebox": {"apgd_steps": 5},
+    "robustness": {"steps": 5},
 }
 
 

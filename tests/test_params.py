@@ -23,6 +23,9 @@ def test_committed_params_are_the_papers_recipe():
     assert p["feature_loss"] == {"layers": ["relu2_2", "relu3_3", "relu4_3"], "input_size": 16, "pixel": True,
                                  "weighting": "numel"}
     assert p["loss_net"]["weights"] == "imagenet1k_v1"
+    assert {k: p["defences"]["madry"][k] for k in ("epsilon", "steps", "step_size")} == {
+        "epsilon": 0.2, "steps": 40, "step_size": 0.01}  # MadryLab's MNIST recipe
+    assert p["whitebox"]["step_sizes"] == [0.1, 0.01] and p["robustness"]["epsilons"] == [0, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 
 @pytest.mark.parametrize("dotted, value, words", [
@@ -40,6 +43,12 @@ def test_committed_params_are_the_papers_recipe():
     ("attack.pgd.step_size", 0.3, ["attack.pgd.step_size", "0.3", "epsilon"]),
     ("loss_net.weights", "file", ["loss_net.file", "loss_net.sha256"]),
     ("denoiser.epochs", KeyError, ["denoiser", "'epochs' is a required property"]),
+    ("defences.madry.step_size", 0.5, ["defences.madry.step_size", "0.5", "epsilon"]),
+    ("defences.hgd.train_on", [], ["defences.hgd.train_on"]),
+    ("defences.median_filter.kernel_size", 4, ["defences.median_filter.kernel_size", "4", "[3, 5]"]),
+    ("defences.hgd", KeyError, ["defences", "'hgd' is a required property"]),
+    ("robustness.epsilons", [0, 2], ["robustness.epsilons.1", "2"]),
+    ("whitebox.apgd_steps", -1, ["whitebox.apgd_steps", "-1"]),
 ])
 def test_bad_values_are_named_with_what_is_allowed(dotted, value, words):
     with pytest.raises(ParamsError) as err:
@@ -52,6 +61,14 @@ def test_unknown_keys_are_named():
     p = copy.deepcopy(PAPER)
     p["denoiser"]["epoch"] = 3
     with pytest.raises(ParamsError, match=r"denoiser: unknown key\(s\) \['epoch'\]"):
+        validate(p)
+    p = copy.deepcopy(PAPER)
+    p["defences"]["madry"]["epoch"] = 3
+    with pytest.raises(ParamsError, match=r"defences.madry: unknown key\(s\) \['epoch'\]"):
+        validate(p)
+    p = copy.deepcopy(PAPER)
+    p["defences"]["jpeg"] = {"quality": 75}  # a section without a defence module
+    with pytest.raises(ParamsError, match=r"defences: unknown key\(s\) \['jpeg'\]"):
         validate(p)
     p = copy.deepcopy(PAPER)
     p["datasets"] = ["svhn"]

@@ -7,10 +7,12 @@ import shutil
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 
+from featdefense.defences import DEFENCES
 from featdefense.pipeline import STAGES, final_products
 
 from .conftest import TINY, make_project, set_param, sh
@@ -18,8 +20,9 @@ from .conftest import TINY, make_project, set_param, sh
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
 FIRST_LOCK = "dvc.lock.first-run"
-METRIC_KEYS = {"dataset", "threat_model", "accuracy", "whitebox_pgd_by_step_size", "data", "target", "attacks",
-               "denoiser"}
+METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "whitebox_pgd_cascade", "robustness", "data",
+               "target", "attacks"}
+EVALUATIONS = {f"evaluate_{name}" for name in DEFENCES}
 
 
 @pytest.fixture(scope="module")
@@ -59,26 +62,42 @@ def check_artifacts(project) -> None:
                     assert g["pred"].dtype == np.int64 and g["y"].shape == (len(index),)
                     assert x_adv.min() >= 0 and x_adv.max() <= 1
                     assert np.abs(x_adv - clean[split][index]).max() <= eps[attack] + 1e-6
-        metrics = json.loads((project / f"data/metrics/{ds}/evaluate.json").read_text())
-        assert set(metrics) == METRIC_KEYS
-        acc = metrics["accuracy"]
-        assert set(acc) == {"unsecured", "defended"}
-        assert all(set(v) == {"clean", "fgsm", "pgd", "whitebox_pgd"} for v in acc.values())
-        assert acc["unsecured"]["clean"] > 0.5
-        assert acc["unsecured"]["pgd"] < acc["unsecured"]["clean"]
-        for side in acc.values():  # the per-image minimum includes the grey-box attack: never weaker
-            assert side["whitebox_pgd"] <= side["pgd"]
-        for side, by_step in metrics["whitebox_pgd_by_step_size"].items():
-            assert set(by_step) == {"0.1", "0.01"}
-            assert all(acc[side]["whitebox_pgd"] <= a for a in by_step.values())
-        assert metrics["data"] == {"canonical": False, "test_images": 100, "denoiser_train_examples": 600,
-                                   "target_train_images": 300}
-        assert metrics["denoiser"]["loss_net"]["random"] is True
+        for name, d in DEFENCES.items():
+            metrics = json.loads((project / f"data/metrics/{ds}/evaluate_{name}.json").read_text())
+            assert set(metrics) == METRIC_KEYS and metrics["defence"]["name"] == name
+            acc = metrics["accuracy"]
+            assert set(acc) == {"clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd"}
+            # white-box is the per-image minimum over every attack, the grey-box one included: never weaker
+            assert acc["whitebox_pgd"] <= acc["pgd"] and acc["whitebox_fgsm"] <= acc["fgsm"]
+            cascade = [a for _, a in metrics["whitebox_pgd_cascade"]]
+            assert [n for n, _ in metrics["whitebox_pgd_cascade"]] == [
+                "grey-box PGD", "+ white-box PGD step 0.1", "+ white-box PGD step 0.01", "+ white-box APGD-CE"]
+            assert cascade == sorted(cascade, reverse=True) and cascade[0] == acc["pgd"]
+            assert cascade[-1] == acc["whitebox_pgd"]
+            curve = metrics["robustness"]
+            assert curve["epsilon"] == [0, 0.05, 0.1, 0.15, 0.2, 0.3] and curve["accuracy"][0] == acc["clean"]
+            assert curve["accuracy"] == sorted(curve["accuracy"], reverse=True)
+            assert metrics["data"] == {"canonical": False, "test_images": 100, "target_train_images": 300}
+            assert metrics["defence"]["trained"] == d.trains
+        acc = json.loads((project / f"data/metrics/{ds}/evaluate_unsecured.json").read_text())["accuracy"]
+        assert acc["clean"] > 0.5 and acc["pgd"] < acc["clean"]
+        ours = json.loads((project / f"data/metrics/{ds}/evaluate_ours.json").read_text())["defence"]
+        assert ours["training"]["train_examples"] == 600 and ours["training"]["loss_net"]["random"] is True
         report = (project / f"data/reports/{ds}/table.md").read_text()
         assert "NON-canonical" in report and "RANDOM weights" in report
-        assert (project / f"data/reports/{ds}/examples.png").read_bytes()[:4] == b"\x89PNG"
+        table = pd.read_csv(project / f"data/reports/{ds}/table.csv")
+        assert list(table.columns) == ["attack", "defence", "accuracy_%", "paper_%", "white-box_%", "paper_says_broken"]
+        assert len(table) == 3 * len(DEFENCES) and set(table["defence"]) == {d.label for d in DEFENCES.values()}
+        assert table["white-box_%"].isna().sum() == len(DEFENCES)  # clean rows only
+        curves = pd.read_csv(project / f"data/plots/{ds}/robustness.csv")
+        assert list(curves.columns) == ["epsilon", *DEFENCES]
+        for figure in ("examples", "feature_noise", "robustness"):
+            assert (project / f"data/reports/{ds}/{figure}.png").read_bytes()[:4] == b"\x89PNG"
     denoiser = torch.load(project / "data/models/mnist/denoiser.pt", weights_only=True)
     assert denoiser["meta"]["params"]["denoiser"]["epochs"] == TINY["denoiser"]["epochs"]
+    for baseline in ("madry", "hgd"):  # the baselines trained on the tiny data, one log row per epoch
+        log = pd.read_csv(project / f"data/plots/mnist/{baseline}_train.csv")
+        assert list(log["epoch"]) == [1] and np.isfinite(log.drop(columns="epoch").to_numpy()).all()
     # every HDF5 and model file tells where it came from, even found alone
     for path in project.glob("data/**/*.h5"):
         with h5py.File(path) as f:
@@ -104,7 +123,8 @@ def dvc_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-DENOISER_AND_DOWNSTREAM = {"train_denoiser", "evaluate", "report"}
+DENOISER_AND_DOWNSTREAM = {"train_denoiser", "evaluate_ours", "report"}
+HGD_AND_DOWNSTREAM = {"train_hgd", "evaluate_hgd", "report"}
 
 
 def test_snakemake_builds_every_artifact(snakemake_project):
@@ -119,12 +139,13 @@ def test_snakemake_run_is_recorded_in_dvc_lock_and_pushes(snakemake_project):
 
 
 def test_snakemake_reruns_only_what_a_param_change_touches(snakemake_project):
+    set_param(snakemake_project, "defences.hgd.epochs", 2)  # a baseline's recipe: nothing of ours reruns
+    assert snakemake_plan(snakemake_project) == dict.fromkeys(HGD_AND_DOWNSTREAM, 2)
     set_param(snakemake_project, "denoiser.epochs", 2)
-    plan = snakemake_plan(snakemake_project)
-    assert plan == {"train_denoiser": 2, "evaluate": 2, "report": 2}
+    assert snakemake_plan(snakemake_project) == dict.fromkeys(HGD_AND_DOWNSTREAM | DENOISER_AND_DOWNSTREAM, 2)
     set_param(snakemake_project, "attack.pgd.steps", 5)
     plan = snakemake_plan(snakemake_project)
-    assert plan == {"attack": 2, "train_denoiser": 2, "evaluate": 2, "report": 2}
+    assert plan == {"attack": 2, "train_denoiser": 2, "train_hgd": 2, **dict.fromkeys(EVALUATIONS, 2), "report": 2}
 
 
 def test_dvc_repro_builds_every_artifact(dvc_project):
@@ -136,6 +157,9 @@ def test_dvc_repro_reruns_only_what_a_param_change_touches(dvc_project):
     set_param(dvc_project, "denoiser.epochs", 2)
     ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
     assert ran == {f"{stage}@{ds}" for stage in DENOISER_AND_DOWNSTREAM for ds in DATASETS}
+    set_param(dvc_project, "defences.hgd.lr", 0.002)  # a baseline's recipe: nothing of ours reruns
+    ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
+    assert ran == {f"{stage}@{ds}" for stage in HGD_AND_DOWNSTREAM for ds in DATASETS}
     set_param(dvc_project, "report.examples", 4)
     ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
     assert ran == {f"report@{ds}" for ds in DATASETS}
@@ -161,7 +185,8 @@ def test_both_engines_run_the_same_commands_on_the_same_files(snakemake_project,
 def test_snakemake_report_collects_tables_plots_and_figures(snakemake_project):
     sh(snakemake_project, "snakemake", "--report", "report.html", "all")
     html = (snakemake_project / "report.html").read_text(errors="replace")
-    for name in ("examples.png", "table.csv", "evaluate.json", "denoiser_train.csv"):
+    for name in ("examples.png", "feature_noise.png", "robustness.png", "table.csv", "evaluate_ours.json",
+                 "evaluate_madry.json", "denoiser_train.csv", "madry_train.csv", "hgd_train.csv"):
         assert name in html
 
 
@@ -180,16 +205,16 @@ def test_push_then_pull_into_a_fresh_clone_has_nothing_to_run(snakemake_project,
     assert json.loads(sh(clone, "dvc", "status", "--json").stdout) == {}
     assert snakemake_plan(clone) == {}
     for ds in DATASETS:
-        path = f"data/metrics/{ds}/evaluate.json"
+        path = f"data/metrics/{ds}/evaluate_ours.json"
         assert (clone / path).read_bytes() == (snakemake_project / path).read_bytes()
 
 
 def test_lineage_traces_a_metric_back_to_the_downloaded_files(dvc_project):
-    tree = json.loads(sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate.json",
+    tree = json.loads(sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json",
                          "--json").stdout)
     node = tree["artifact"]
-    assert node["stage"] == "evaluate@mnist"
-    assert set(node["params"]) == {"seed", "device", "threads", "attack.pgd", "whitebox"}
+    assert node["stage"] == "evaluate_ours@mnist"
+    assert set(node["params"]) == {"seed", "device", "threads", "attack.fgsm", "attack.pgd", "whitebox", "robustness"}
     assert node["params"]["whitebox"]["step_sizes"] == [0.1, 0.01]
     stages, downloads = {}, []
 
@@ -208,7 +233,7 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files(dvc_project):
     assert set(downloads[0]["files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
     assert "commit" in tree["git"]
-    text = sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate.json").stdout
+    text = sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json").stdout
     assert "made by download@mnist" in text and "NOT canonical" in text
 
 
@@ -234,5 +259,5 @@ def test_snakemake_reruns_a_stage_and_all_downstream_after_a_code_edit(snakemake
     # Snakemake's mtime trigger has no content hashes: unlike DVC it cannot tell that outputs stayed the same
     code = snakemake_project / "src/featdefense/stages/train_target.py"
     code.write_text(code.read_text() + "\n# a comment\n")
-    assert snakemake_plan(snakemake_project) == {"train_target": 2, "attack": 4, "train_denoiser": 2,
-                                                 "evaluate": 2, "report": 2}
+    assert snakemake_plan(snakemake_project) == {"train_target": 2, "attack": 4, "train_denoiser": 2, "train_hgd": 2,
+                                                 **dict.fromkeys(EVALUATIONS, 2), "report": 2}

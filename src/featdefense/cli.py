@@ -24,11 +24,12 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
     p = params_mod.select(params_mod.load(params_path), stage.param_keys(**wildcards))
     inp = {k: v.format(**wildcards) for k, v in stage.deps.items()}
     out = {k: v.format(**wildcards) for k, v in stage.products.items()}
-    module = importlib.import_module(f"featdefense.stages.{name}")
+    module, function = stage.function.split(":")
+    run = getattr(importlib.import_module(module), function)
     label = stage.instance_name(**wildcards)
     log.info("stage %s: params %s", label, json.dumps(p, sort_keys=True))
     start = time.time()
-    module.run(p, inp, out, **wildcards)
+    run(p, inp, out, **wildcards, **stage.fixed)
     seconds = time.time() - start
     log.info("stage %s done in %.1f s", label, seconds)
     TIMINGS.parent.mkdir(exist_ok=True)

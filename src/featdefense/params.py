@@ -18,7 +18,14 @@ class ParamsError(FeatdefenseError):
 
 
 def schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The schema file, with each defence module's schema for its section `defences.<name>` added."""
+    from .defences import DEFENCES
+
+    full = yaml.safe_load(SCHEMA_PATH.read_text())
+    sections = {name: d.schema for name, d in DEFENCES.items() if d.schema is not None}
+    full["properties"]["defences"] = {"type": "object", "additionalProperties": False,
+                                      "required": sorted(sections), "properties": sections}
+    return full
 
 
 def _where(path: Iterable) -> str:
@@ -67,6 +74,10 @@ def _semantic_errors(p: dict) -> list[str]:
         if not ln["sha256"]:
             errors.append("loss_net.sha256: null is not allowed with loss_net.weights: file; "
                           "allowed: the file's 64-hex-digit SHA-256")
+    madry = p["defences"]["madry"]
+    if madry["step_size"] > madry["epsilon"]:
+        errors.append(f"defences.madry.step_size: {madry['step_size']} is larger than defences.madry.epsilon "
+                      f"{madry['epsilon']}; allowed: 0 < step_size <= epsilon")
     fl = p["feature_loss"]
     if not fl["layers"] and not fl["pixel"]:
         errors.append("feature_loss: no layers and pixel: false leaves an empty loss; "

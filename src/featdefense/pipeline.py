@@ -11,6 +11,7 @@ from itertools import product
 
 from .attacks import ATTACKS
 from .data.sources import DATASETS
+from .defences import DEFENCES, Defence
 
 WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACKS)}
 PKG = "src/featdefense"
@@ -20,7 +21,9 @@ TARGET = "data/models/{dataset}/target.pt"
 ADVERSARIAL = "data/adversarial/{dataset}/{attack}.h5"
 LOSS_NET = "data/models/loss_net.pt"
 DENOISER = "data/models/{dataset}/denoiser.pt"
-EVALUATION = "data/metrics/{dataset}/evaluate.json"
+TRAINED_DEFENCE = "data/models/{dataset}/{name}.pt"
+EVALUATION = "data/metrics/{dataset}/evaluate_{name}.json"
+ROBUSTNESS = "data/plots/{dataset}/robustness.csv"
 
 
 def adversarial(attack: str) -> str:
@@ -38,6 +41,12 @@ class Stage:
     metrics: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
     directories: tuple[str, ...] = ()          # outs that are directories
+    runner: str = ""                           # "module:function" it calls; default featdefense.stages.<name>:run
+    fixed: dict = field(default_factory=dict)  # keyword arguments the runner gets besides the wildcards
+
+    @property
+    def function(self) -> str:
+        return self.runner or f"featdefense.stages.{self.name}:run"
 
     @property
     def cmd(self) -> str:
@@ -45,7 +54,7 @@ class Stage:
 
     @property
     def code_paths(self) -> list[str]:
-        return [f"{PKG}/{c}" for c in self.code]
+        return [f"{PKG}/{c}" for c in dict.fromkeys(self.code)]
 
     @property
     def products(self) -> dict[str, str]:
@@ -102,22 +111,77 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           params=("seed", "device", "threads", "feature_loss", "denoiser"),
           outs={"denoiser": DENOISER},
           plots={"log": "data/plots/{dataset}/denoiser_train.csv"}),
-    Stage("evaluate", ("dataset",),
-          code=COMMON + ("models/lenet.py", "models/autoencoder.py", "training.py", "attacks/pgd.py",
-                         "stages/evaluate.py"),
-          deps={"prepared": PREPARED, "target": TARGET, "denoiser": DENOISER,
-                "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd")},
-          params=("seed", "device", "threads", "attack.pgd", "whitebox"),
-          metrics={"metrics": EVALUATION}),
-    Stage("report", ("dataset",),
-          code=COMMON + ("models/lenet.py", "models/autoencoder.py", "training.py", "paper_results.yaml",
-                         "stages/report.py"),
-          deps={"evaluation": EVALUATION, "prepared": PREPARED, "target": TARGET, "denoiser": DENOISER,
-                "pgd": adversarial("pgd")},
-          params=("threads", "report"),
-          outs={"table_md": "data/reports/{dataset}/table.md", "table_csv": "data/reports/{dataset}/table.csv",
-                "examples": "data/reports/{dataset}/examples.png"}),
 ]}
+
+
+
+
+# -- defences: each gets a training stage (when it learns) and an evaluation; the report has them all ---
+
+def defence_model(d: Defence) -> str | None:
+    """The model file a defence's training writes, or None for a defence that needs none."""
+    if d.trained_by:
+        return STAGES[d.trained_by].outs[next(iter(STAGES[d.trained_by].outs))]
+    return TRAINED_DEFENCE.replace("{name}", d.name) if d.train else None
+
+
+def evaluation(name: str) -> str:
+    return EVALUATION.replace("{name}", name)
+
+
+ARTIFACTS = {"prepared": PREPARED, "target": TARGET, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
+             "loss_net": LOSS_NET}
+RUN = ("seed", "device", "threads")
+
+
+def _defence_stages() -> list[Stage]:
+    stages = []
+    for d in DEFENCES.values():
+        section = (d.section,) if d.section else ()
+        if d.train:
+            stages.append(Stage(
+                f"train_{d.name}", ("dataset",), code=COMMON + ("defences/__init__.py", d.module) + d.code,
+                deps={k: ARTIFACTS[k] for k in d.train_inputs}, params=RUN + section + d.train_params,
+                outs={"model": defence_model(d)}, plots={"log": f"data/plots/{{dataset}}/{d.name}_train.csv"},
+                runner=f"{d.train.__module__}:{d.train.__name__}"))
+        model = {"model": defence_model(d)} if d.trains else {}
+        stages.append(Stage(
+            f"evaluate_{d.name}", ("dataset",),
+            code=COMMON + ("models/lenet.py", "training.py", "attacks/fgsm.py", "attacks/pgd.py", "attacks/apgd.py",
+                           "defences/__init__.py", d.module) + d.code + ("stages/evaluate.py",),
+            deps={"prepared": PREPARED, "target": TARGET, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
+                  **model},
+            params=RUN + ("attack.fgsm", "attack.pgd", "whitebox", "robustness") + section,
+            metrics={"metrics": evaluation(d.name)},
+            runner="featdefense.stages.evaluate:run", fixed={"defence": d.name}))
+    # the report: every defence's evaluation, and the models its figures show
+    figures = {f"model_{d.name}": defence_model(d) for d in DEFENCES.values()
+               if d.kind == "preprocessor" and d.trains}
+    stages.append(Stage(
+        "report", ("dataset",),
+        code=COMMON + ("models/lenet.py", "training.py", "defences/__init__.py")
+        + tuple(sorted({f for d in DEFENCES.values() for f in (d.module,) + d.code}))
+        + ("paper_results.yaml", "stages/report.py"),
+        deps={"prepared": PREPARED, "target": TARGET, "pgd": adversarial("pgd"),
+              **{f"evaluation_{d.name}": evaluation(d.name) for d in DEFENCES.values()}, **figures},
+        params=("threads", "report") + tuple(d.section for d in DEFENCES.values()
+                                             if d.section and d.kind == "preprocessor"),
+        outs={"table_md": "data/reports/{dataset}/table.md", "table_csv": "data/reports/{dataset}/table.csv",
+              "examples": "data/reports/{dataset}/examples.png",
+              "feature_noise": "data/reports/{dataset}/feature_noise.png",
+              "robustness_png": "data/reports/{dataset}/robustness.png", "robustness": ROBUSTNESS}))
+    return stages
+
+
+STAGES.update({s.name: s for s in _defence_stages()})
+
+
+def defence_training_stages() -> list[str]:
+    return [f"train_{d.name}" for d in DEFENCES.values() if d.train]
+
+
+def evaluation_stages() -> list[str]:
+    return [f"evaluate_{d.name}" for d in DEFENCES.values()]
 
 
 def final_products() -> list[str]:
@@ -152,9 +216,16 @@ def dvc_stages() -> dict:
     return stages
 
 
+def dvc_plots() -> list[dict]:
+    """Top-level plots: robust accuracy against epsilon, one line per defence, per dataset."""
+    return [{ROBUSTNESS.format(dataset=ds): {
+        "x": "epsilon", "y": list(DEFENCES), "title": f"{ds}: white-box robust accuracy against epsilon",
+        "x_label": "epsilon (L-infinity)", "y_label": "accuracy"}} for ds in WILDCARD_VALUES["dataset"]]
+
+
 def dvc_yaml() -> str:
     import yaml
 
     header = ("# Rendered from src/featdefense/pipeline.py by `featdefense dvc-yaml > dvc.yaml`: edit that, "
               "not this.\n# tests/test_engines.py fails when the two disagree.\n")
-    return header + yaml.safe_dump({"stages": dvc_stages()}, sort_keys=False, width=120)
+    return header + yaml.safe_dump({"stages": dvc_stages(), "plots": dvc_plots()}, sort_keys=False, width=120)

@@ -47,11 +47,14 @@ def stage_log(name):
     return "logs/" + "/".join([name] + [f"{{{w}}}" for w in stage.wildcards]) + ".log"
 
 
-def stage_shell(name):
-    cmd = pipeline.STAGES[name].cmd
-    for w in pipeline.STAGES[name].wildcards:
-        cmd = cmd.replace(f"{{{w}}}", f"{{wildcards.{w}}}")
-    return cmd + " > {log} 2>&1"
+def stage_command(name):
+    """The stage's command line for one job (a params function: rules made in a loop bind it here, when
+    they are defined, where a `shell:` expression would be evaluated only when the job runs)."""
+    stage = pipeline.STAGES[name]
+    return lambda wildcards: stage.cmd.format(**dict(wildcards.items()))
+
+
+SHELL = "{params.command} > {log} 2>&1"  # every rule's shell: its stage command, output to its log
 
 
 def stage_threads(name):

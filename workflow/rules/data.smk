@@ -1,16 +1,16 @@
 rule download:
     input: *stage_code("download"), **stage_deps("download")
     output: **stage_products("download")
-    params: values=stage_params("download")
+    params: values=stage_params("download"), command=stage_command("download")
     threads: stage_threads("download")
     log: stage_log("download")
-    shell: stage_shell("download")
+    shell: SHELL
 
 
 rule prepare:
     input: *stage_code("prepare"), **stage_deps("prepare")
     output: **stage_products("prepare")
-    params: values=stage_params("prepare")
+    params: values=stage_params("prepare"), command=stage_command("prepare")
     threads: stage_threads("prepare")
     log: stage_log("prepare")
-    shell: stage_shell("prepare")
+    shell: SHELL

@@ -1,16 +1,19 @@
-rule evaluate:
-    input: *stage_code("evaluate"), **stage_deps("evaluate")
-    output: **stage_products("evaluate")
-    params: values=stage_params("evaluate")
-    threads: stage_threads("evaluate")
-    log: stage_log("evaluate")
-    shell: stage_shell("evaluate")
+# One evaluation per defence (evaluate_unsecured, evaluate_madry, ...), then the report over all of them.
+for evaluation_stage in pipeline.evaluation_stages():
+    rule:
+        name: evaluation_stage
+        input: *stage_code(evaluation_stage), **stage_deps(evaluation_stage)
+        output: **stage_products(evaluation_stage)
+        params: values=stage_params(evaluation_stage), command=stage_command(evaluation_stage)
+        threads: stage_threads(evaluation_stage)
+        log: stage_log(evaluation_stage)
+        shell: SHELL
 
 
 rule report:
     input: *stage_code("report"), **stage_deps("report")
     output: **stage_products("report")
-    params: values=stage_params("report")
+    params: values=stage_params("report"), command=stage_command("report")
     threads: stage_threads("report")
     log: stage_log("report")
-    shell: stage_shell("report")
+    shell: SHELL

@@ -1,6 +1,16 @@
-"""evaluate: accuracy of the target (unsecured) and of target(denoiser(x)) (defended) on the clean test
-images, on their FGSM and PGD versions (grey-box: attacks crafted on the target alone), and under a
-white-box adaptive PGD run end to end through the model evaluated (denoiser and target together)."""
+"""evaluate: one defence on one dataset, under every threat model.
+
+- clean: accuracy with the defence in place;
+- grey-box FGSM and PGD (the paper's protocol): the attack files, crafted on the undefended target, fed
+  through the defence; a defence that replaces the classifier (madry) is attacked on itself instead;
+- white-box (adaptive): FGSM, PGD with each `whitebox.step_sizes`, then APGD-CE (ART), all run end to
+  end through defence and classifier. An image counts as robust only if every attack failed on it,
+  the grey-box one included (the per-image minimum), so white-box accuracy is never above grey-box;
+- robust accuracy against epsilon: white-box PGD at each `robustness.epsilons`.
+
+Attacks run as a cascade, each on the images still robust: that is the per-image minimum, computed
+without attacking images already broken.
+"""
 from __future__ import annotations
 
 import json
@@ -10,13 +20,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..attacks import FGSM, PGD
+from ..attacks.apgd import APGD
+from ..defences import DEFENCES, defended_model
 from ..io import ArtifactError, open_h5, write_json
-from ..attacks import PGD
-from ..models import Denoiser, Target
+from ..models import Target
 from ..training import batches, load_module, load_split, predict, setup
 
 log = logging.getLogger(__name__)
-ATTACKS = ("fgsm", "pgd")
+GREY_BOX = ("fgsm", "pgd")
 
 
 def read_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
@@ -29,74 +41,123 @@ def read_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
             raise ArtifactError(f"{path}: no readable test split ({e})") from None
 
 
-def whitebox(model, x, y, still_correct: torch.Tensor, pgd: dict, step_sizes: list[float], batch_size: int,
-             seed: int, device) -> tuple[float, dict[str, float]]:
-    """PGD through `model` end to end, once per step size. An image counts as robust only if every
-    attack failed on it, including the grey-box one (`still_correct`): the per-image minimum."""
-    robust = still_correct.clone()
-    per_step = {}
-    for i, step in enumerate(step_sizes):
-        attack = PGD(model, epsilon=pgd["epsilon"], steps=pgd["steps"], step_size=step,
-                     random_start=pgd["random_start"])
-        gen = torch.Generator(device=device).manual_seed(seed * 1000 + 100 + i)
-        correct = torch.cat([
-            predict(model, attack(x[s].to(device), y[s].to(device), generator=gen), device) == y[s]
-            for s in tqdm(list(batches(len(x), batch_size)), desc=f"white-box PGD step {step}", mininterval=2)])
-        per_step[str(step)] = float(correct.float().mean())
-        robust &= correct
-    return float(robust.float().mean()), per_step
+def share(mask: torch.Tensor) -> float:
+    """The fraction of True in a boolean mask (in double precision: 0.8 is written as 0.8)."""
+    return float(mask.double().mean())
 
 
-def run(p, inp, out, dataset):
+def still_correct(model, attack, x, y, robust: torch.Tensor, batch_size: int, device, label: str) -> torch.Tensor:
+    """robust & (model is right on attack(x)), attacking only the images still robust."""
+    out = robust.clone()
+    todo = torch.nonzero(robust).flatten()
+    for s in tqdm(list(batches(len(todo), batch_size)), desc=label, mininterval=2, leave=False):
+        i = todo[s]
+        adv = attack(x[i].to(device), y[i].to(device))
+        out[i] = predict(model, adv, device).cpu() == y[i]
+    return out
+
+
+def load_defence(d, p: dict, model_path: str | None, device) -> tuple[torch.nn.Module, dict]:
+    """The defence's module (trained weights loaded from model_path, if it has any) and their meta."""
+    module = d.build(d.params_of(p))
+    if model_path is None:
+        return module.to(device).eval(), {}
+    return load_module(model_path, module, device)
+
+
+def run(p, inp, out, dataset, defence):
     device = setup(p)
+    d = DEFENCES[defence]
     target, target_meta = load_module(inp["target"], Target(), device)
-    denoiser, denoiser_meta = load_module(inp["denoiser"], Denoiser(), device)
-    defended = torch.nn.Sequential(denoiser, target).eval().requires_grad_(False)
-    target.requires_grad_(False)
-    adversarial, index, attack_params, attack_prov = {}, None, {}, None
-    for attack in ATTACKS:
+    module, meta = load_defence(d, p, inp.get("model"), device)
+    model = defended_model(d, module, target)
+    x_files, index, attack_params, attack_prov = {}, None, {}, None
+    for attack in GREY_BOX:
         x_adv, idx, attack_params[attack], attack_prov = read_test(inp[attack])
         if index is not None and not np.array_equal(index, idx):
             raise ArtifactError(f"{inp[attack]}: its test images differ from those of the other attack files")
-        adversarial[attack], index = x_adv, idx
-    x_clean, y = load_split(inp["prepared"], "test", index)
-    inputs = {"clean": x_clean, **adversarial}
-    models = {"unsecured": target, "defended": defended}
-    correct = {side: {name: predict(m, x, device) == y for name, x in inputs.items()} for side, m in models.items()}
-    results = {side: {name: float(c.float().mean()) for name, c in by_input.items()}
-               for side, by_input in correct.items()}
-    wb = p["whitebox"]
-    per_step = {}
-    for side, model in models.items():
-        results[side]["whitebox_pgd"], per_step[side] = whitebox(
-            model, x_clean, y, correct[side]["pgd"], p["attack"]["pgd"], wb["step_sizes"], wb["batch_size"],
-            p["seed"], device)
+        x_files[attack], index = x_adv, idx
+    x, y = load_split(inp["prepared"], "test", index)
+    wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
+    fgsm = FGSM(model, **p["attack"]["fgsm"])
+    pgd = {k: v for k, v in p["attack"]["pgd"].items()}
+    everyone = torch.ones(len(y), dtype=torch.bool)
+
+    def gen(i: int):  # one seeded generator per attack run: reruns repeat byte for byte
+        g = torch.Generator(device=device).manual_seed(p["seed"] * 1000 + 100 + i)
+        return lambda a: (lambda xb, yb: a(xb, yb, generator=g))
+
+    correct = {"clean": predict(model, x, device) == y}
+    if d.kind == "preprocessor":   # grey-box: the target's adversarial examples, through the defence
+        grey = "crafted on the undefended target (the paper's protocol)"
+        for attack in GREY_BOX:
+            correct[attack] = predict(model, x_files[attack], device) == y
+    else:                          # the defence is the classifier: attacked on itself
+        grey = "crafted on the robust classifier itself (its weights are the defence)"
+        correct["fgsm"] = still_correct(model, fgsm, x, y, everyone, bs, device, f"{defence} FGSM")
+        correct["pgd"] = still_correct(model, gen(0)(PGD(model, **pgd)), x, y, everyone, bs, device, f"{defence} PGD")
+
+    # white-box, adaptive: a cascade on the images still robust
+    cascade = []  # [attack, accuracy after it]: in the order run
+    robust_fgsm = still_correct(model, fgsm, x, y, correct["fgsm"], bs, device, f"{defence} white-box FGSM")
+    robust = correct["pgd"].clone()
+    cascade.append(["grey-box PGD", share(robust)])
+    for i, step in enumerate(wb["step_sizes"]):
+        attack = gen(1 + i)(PGD(model, **{**pgd, "step_size": step}))
+        robust = still_correct(model, attack, x, y, robust, bs, device, f"{defence} white-box PGD step {step}")
+        cascade.append([f"+ white-box PGD step {step}", share(robust)])
+    if wb["apgd_steps"]:
+        apgd = APGD(model, epsilon=pgd["epsilon"], steps=wb["apgd_steps"], restarts=wb["apgd_restarts"])
+        robust = still_correct(model, apgd, x, y, robust, bs, device, f"{defence} white-box APGD-CE")
+        cascade.append(["+ white-box APGD-CE", share(robust)])
+    correct["whitebox_fgsm"], correct["whitebox_pgd"] = robust_fgsm, robust
+
+    curve = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd["random_start"], bs, device,
+                             gen, defence)
+    accuracy = {k: share(v) for k, v in correct.items()}
     with open_h5(inp["prepared"]) as f:
         canonical = bool(f.attrs["canonical"])
-    loss_net = denoiser_meta["loss_net"]
     metrics = {
         "dataset": dataset,
+        "defence": {"name": d.name, "label": d.label, "kind": d.kind, "description": d.description,
+                    "params": d.params_of(p), "trained": d.trains},
         "threat_model": {
-            "fgsm, pgd": "grey-box: crafted on the target alone (the paper's protocol)",
-            "whitebox_pgd": "adaptive: PGD through the evaluated model end to end; per image, the minimum over "
-                            "the grey-box PGD and white-box PGD with each step size",
+            "fgsm, pgd": f"grey-box: {grey}",
+            "whitebox_fgsm, whitebox_pgd": "white-box, adaptive: attacks through defence and classifier end to end; "
+                                           "per image, the minimum over every attack run (grey-box included)",
         },
-        "whitebox_pgd_by_step_size": per_step,
-        "accuracy": results,
+        "accuracy": accuracy,
+        "whitebox_pgd_cascade": cascade,
+        "robustness": curve,
         "data": {"canonical": canonical, "test_images": int(len(index)),
-                 "denoiser_train_examples": denoiser_meta["train_examples"],
                  "target_train_images": target_meta["metrics"]["train_size"]},
         "target": {"epochs": target_meta["metrics"]["epochs"],
                    "clean_accuracy_full_test_set": target_meta["metrics"]["clean_test_accuracy"]},
         "attacks": {**attack_params, "subset_sizes": {k: attack_prov["params"]["attack"][k]
-                                                      for k in ("train_size", "test_size")}},
-        "denoiser": {"epochs": denoiser_meta["params"]["denoiser"]["epochs"],
-                     "train_on": denoiser_meta["params"]["denoiser"]["train_on"],
-                     "feature_loss": denoiser_meta["feature_loss"],
-                     "loss_net": loss_net},
+                                                      for k in ("train_size", "test_size")},
+                    "whitebox": wb},
     }
-    for side, accs in results.items():
-        log.info("%s %s: %s", dataset, side, ", ".join(f"{k} {v:.4f}" for k, v in accs.items()))
-    if loss_net["random"]:
-        log.warning("these numbers used a loss network with RANDOM weights")
+    if meta:
+        metrics["defence"]["training"] = {k: meta[k] for k in ("params", "train_examples", "final", "final_loss",
+                                                               "feature_loss", "loss_net") if k in meta}
+    log.info("%s %s: %s", dataset, defence, ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
+    log.info("%s %s: white-box cascade %s", dataset, defence, cascade)
     write_json(out["metrics"], metrics)
+
+
+def robustness_curve(model, x, y, clean, cfg: dict, random_start: bool, batch_size: int, device, gen,
+                     defence: str) -> dict:
+    """White-box PGD accuracy at each epsilon. An image broken at a smaller epsilon is broken at every
+    larger one (its adversarial example lies in the larger ball too), so each run attacks the rest."""
+    n = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
+    robust = clean[:n].clone()
+    accuracy = []
+    for i, eps in enumerate(sorted(cfg["epsilons"])):
+        if eps > 0:
+            attack = gen(50 + i)(PGD(model, epsilon=eps, steps=cfg["steps"], step_size=cfg["relative_step"] * eps,
+                                     random_start=random_start))
+            robust = still_correct(model, attack, x[:n], y[:n], robust, batch_size, device,
+                                   f"{defence} PGD at eps {eps}")
+        accuracy.append(share(robust))
+    return {"attack": f"white-box PGD, {cfg['steps']} steps of {cfg['relative_step']} x epsilon",
+            "test_images": n, "epsilon": sorted(cfg["epsilons"]), "accuracy": accuracy}

@@ -1,5 +1,8 @@
-"""report: the paper-style table (markdown + CSV, the paper's numbers beside ours) and an image grid
-like the paper's Figures 1-2 (clean / PGD adversarial / denoised, with the target's predictions)."""
+"""report: one table per dataset shaped like the paper's (attack x defence), our numbers beside the
+paper's and a white-box column where the paper has its "Broken?" ticks (markdown + CSV); robust accuracy
+against epsilon (CSV for `dvc plots`, and a PNG); adversarial examples that fool the target and what each
+denoiser makes of them (the paper's Figures 1-2); the target's feature maps for a clean image, its
+adversarial version and its denoised versions (the paper's Figure 3)."""
 from __future__ import annotations
 
 import json
@@ -15,74 +18,155 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from ..defences import DEFENCES  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
-from ..models import Denoiser, Target  # noqa: E402
+from ..models import Target  # noqa: E402
 from ..training import load_module, load_split, setup  # noqa: E402
-from .evaluate import read_test  # noqa: E402
+from .evaluate import load_defence, read_test  # noqa: E402
 
-NAMES = {"clean": "none (clean)", "fgsm": "FGSM (grey-box)", "pgd": "PGD (grey-box)",
-         "whitebox_pgd": "PGD (white-box, adaptive)", "unsecured": "unsecured", "defended": "ours"}
+ATTACKS = {"clean": "none (clean)", "fgsm": "FGSM", "pgd": "PGD"}
+WHITEBOX = {"fgsm": "whitebox_fgsm", "pgd": "whitebox_pgd"}
 
 
 def paper_results() -> dict:
     return yaml.safe_load(resources.files("featdefense").joinpath("paper_results.yaml").read_text())
 
 
-def table(metrics: dict, paper: dict) -> pd.DataFrame:
-    dataset = metrics["dataset"]
-    published = {(r["attack"], r["defence"]): r[dataset] for r in paper["rows"]}
-    published[("clean", "unsecured")] = paper["clean_target"][dataset]
+def pct(v: float) -> float:
+    return round(100 * v, 1)
+
+
+def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
+    """Rows attack x defence: accuracy (grey-box for attacks), the paper's number, white-box, the paper's tick."""
+    dataset = next(iter(evaluations.values()))["dataset"]
+    published = {(r["attack"], r["defence"]): r for r in paper["rows"]}
     rows = []
-    for attack in ("clean", "fgsm", "pgd", "whitebox_pgd"):
-        for side, defence in (("unsecured", "unsecured"), ("defended", "ours")):
-            rows.append({"attack": NAMES[attack], "defence": NAMES[side],
-                         "accuracy_%": round(100 * metrics["accuracy"][side][attack], 1),
-                         "paper_%": published.get((attack, defence))})
+    for attack, attack_label in ATTACKS.items():
+        for name, m in evaluations.items():
+            key = DEFENCES[name].paper_key
+            row = published.get((attack, key), {})
+            paper_value = row.get(dataset)
+            if attack == "clean" and key == "unsecured":
+                paper_value = paper["clean_target"][dataset]
+            broken = row.get("broken")
+            rows.append({
+                "attack": attack_label if attack == "clean" else f"{attack_label} (grey-box)",
+                "defence": m["defence"]["label"],
+                "accuracy_%": pct(m["accuracy"][attack]),
+                "paper_%": paper_value,
+                "white-box_%": pct(m["accuracy"][WHITEBOX[attack]]) if attack in WHITEBOX else None,
+                "paper_says_broken": None if broken is None else ("yes" if broken else "no"),
+            })
     return pd.DataFrame(rows)
 
 
-def caption(m: dict) -> str:
-    d, a, dn = m["data"], m["attacks"], m["denoiser"]
-    ln, fl = dn["loss_net"], dn["feature_loss"]
-    data = "canonical files" if d["canonical"] else "a NON-canonical copy (checksum named in params)"
-    pgd = a["pgd"]
+def caption(evaluations: dict[str, dict]) -> str:
+    first = next(iter(evaluations.values()))
+    d, a = first["data"], first["attacks"]
+    data = "canonical files" if d["canonical"] else "a NON-canonical copy (its checksum named in params)"
+    pgd, wb = a["pgd"], a["whitebox"]
+    curve = first["robustness"]
     lines = [
-        f"Dataset: {m['dataset']} ({data}). Test images: {d['test_images']}.",
-        "FGSM, PGD: " + m["threat_model"]["fgsm, pgd"] + ". White-box PGD: " + m["threat_model"]["whitebox_pgd"]
-        + " (step sizes " + ", ".join(m["whitebox_pgd_by_step_size"]["defended"]) + "); the paper reports no "
-        "white-box number and marks its own defence as not broken.",
-        f"Target: LeNet, {m['target']['epochs']} epoch(s) on {d['target_train_images']} images "
-        f"(clean accuracy on the full test set {100 * m['target']['clean_accuracy_full_test_set']:.1f}%).",
+        f"Dataset: {first['dataset']} ({data}); {d['test_images']} test images; adversarial train examples of "
+        f"{a['subset_sizes']['train_size'] or 'all'} train images per attack.",
+        f"Target: LeNet, {first['target']['epochs']} epoch(s) on {d['target_train_images']} images (clean accuracy "
+        f"on the full test set {100 * first['target']['clean_accuracy_full_test_set']:.1f}%).",
         f"Attacks: FGSM eps {a['fgsm']['epsilon']}; PGD eps {pgd['epsilon']}, {pgd['steps']} steps of "
-        f"{pgd['step_size']}, random start {pgd['random_start']}.",
-        f"Denoiser: {dn['epochs']} epoch(s) on {d['denoiser_train_examples']} adversarial train examples "
-        f"({'+'.join(dn['train_on'])}); feature loss layers {fl['layers']} at {fl['input_size']}x"
-        f"{fl['input_size']}, pixel term {fl['pixel']}, weighting {fl['weighting']}; loss network "
-        f"{ln['origin']} ({ln['preprocessing']} preprocessing).",
+        f"{pgd['step_size']}, random start {pgd['random_start']}. Grey-box: crafted on the undefended target and "
+        "fed through the defence (the paper's protocol); for a defence that is itself the classifier (Madry), "
+        "crafted on it.",
+        f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: FGSM, then PGD ({pgd['steps']} "
+        f"steps, each step size of {wb['step_sizes']}), then APGD-CE ({wb['apgd_steps']} steps, ART), all "
+        "through defence and classifier end to end; an image counts only if every attack, grey-box included, "
+        "failed on it.",
+        f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
-    if ln["random"]:
-        lines.append("**WARNING: the loss network had RANDOM weights (a test or smoke run), not ImageNet VGG-16.**")
+    for name, m in evaluations.items():
+        t = m["defence"].get("training")
+        if not t:
+            lines.append(f"- {m['defence']['label']}: {m['defence']['description']}; params {m['defence']['params']}.")
+            continue
+        params = t.get("params", {})
+        recipe = params.get("defences", {}).get(name) or params.get("denoiser")
+        line = f"- {m['defence']['label']}: {m['defence']['description']}; {t.get('train_examples')} train examples; {recipe}."
+        if "feature_loss" in t:
+            ln = t["loss_net"]
+            line += (f" Feature loss {t['feature_loss']}; loss network {ln['origin']} ({ln['preprocessing']} "
+                     "preprocessing).")
+            if ln["random"]:
+                line += " **WARNING: the loss network had RANDOM weights (a test or smoke run), not ImageNet VGG-16.**"
+        lines.append(line)
     return "\n".join(lines)
 
 
-def examples_figure(path, x_clean, x_adv, x_denoised, y, p_clean, p_adv, p_den, title):
+def robustness_frame(evaluations: dict[str, dict]) -> pd.DataFrame:
+    eps = next(iter(evaluations.values()))["robustness"]["epsilon"]
+    return pd.DataFrame({"epsilon": eps, **{name: m["robustness"]["accuracy"] for name, m in evaluations.items()}})
+
+
+def save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def robustness_figure(path, frame: pd.DataFrame, evaluations: dict[str, dict], title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, m in evaluations.items():
+        ax.plot(frame["epsilon"], 100 * frame[name], marker="o", label=m["defence"]["label"])
+    ax.set_xlabel("epsilon (L-infinity)")
+    ax.set_ylabel("white-box accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def examples_figure(path, rows: list[tuple[str, np.ndarray, np.ndarray]], y: np.ndarray, title: str) -> None:
+    """One row per (label, images, predictions); red titles are wrong predictions."""
     n = len(y)
-    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.6), squeeze=False)
-    for row, (label, images, preds) in enumerate([("clean", x_clean, p_clean), ("PGD", x_adv, p_adv),
-                                                  ("denoised", x_denoised, p_den)]):
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.45 * len(rows) + 0.4), squeeze=False)
+    for r, (label, images, preds) in enumerate(rows):
         for col in range(n):
-            ax = axes[row][col]
+            ax = axes[r][col]
             ax.imshow(images[col, 0], cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"pred {preds[col]}", fontsize=8, color="green" if preds[col] == y[col] else "red")
             if col == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save(fig, path)
+
+
+def feature_noise_figure(path, target, rows: list[tuple[str, torch.Tensor]], channels: int, title: str) -> None:
+    """The target's first-layer feature maps (conv1 + ReLU) for each image of `rows` (the first is the
+    clean one); the channels shown are those the adversarial noise changes most."""
+    first = torch.nn.Sequential(*list(target)[:2])
+    with torch.no_grad():
+        maps = [first(x)[0] for _, x in rows]
+    noise = (maps[1] - maps[0]).abs().flatten(1).mean(1)
+    shown = noise.argsort(descending=True)[:channels].tolist()
+    top = float(torch.stack([m[shown] for m in maps]).max())
+    fig, axes = plt.subplots(len(rows), channels + 1, figsize=(1.35 * (channels + 1), 1.45 * len(rows) + 0.4),
+                             squeeze=False)
+    for r, ((label, x), m) in enumerate(zip(rows, maps)):
+        change = float((m - maps[0]).abs().mean() / maps[0].abs().mean().clamp_min(1e-12))
+        axes[r][0].imshow(x[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[r][0].set_ylabel(f"{label}\nnoise {change:.2f}", fontsize=7)
+        for c, ch in enumerate(shown, start=1):
+            axes[r][c].imshow(m[ch].numpy(), cmap="viridis", vmin=0, vmax=top)
+            if r == 0:
+                axes[r][c].set_title(f"channel {ch}", fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
 
 
 def pick_examples(y: np.ndarray, fooled: np.ndarray, k: int) -> np.ndarray:
@@ -93,27 +177,38 @@ def pick_examples(y: np.ndarray, fooled: np.ndarray, k: int) -> np.ndarray:
 
 
 def run(p, inp, out, dataset):
-    metrics = json.loads(Path(inp["evaluation"]).read_text())
-    df = table(metrics, paper_results())
-    cap = caption(metrics)
+    evaluations = {name: json.loads(Path(inp[f"evaluation_{name}"]).read_text()) for name in DEFENCES}
+    df = table(evaluations, paper_results())
     with atomic_path(out["table_csv"]) as tmp:
         df.to_csv(tmp, index=False)
-    title = f"## {dataset}: accuracy (%) at epsilon {metrics['attacks']['pgd']['epsilon']}, ours vs the paper"
-    shown = df.astype({"paper_%": object}).fillna("-")  # no published value: "-", not "nan"
-    write_text(out["table_md"], f"{title}\n\n{shown.to_markdown(index=False)}\n\n{cap}\n")
+    eps = next(iter(evaluations.values()))["attacks"]["pgd"]["epsilon"]
+    title = f"## {dataset}: accuracy (%) at epsilon {eps}, ours beside the paper's"
+    shown = df.astype(object).where(df.notna(), "-")  # no value: "-", not "nan"
+    write_text(out["table_md"], f"{title}\n\n{shown.to_markdown(index=False)}\n\n{caption(evaluations)}\n")
+    curve = robustness_frame(evaluations)
+    with atomic_path(out["robustness"]) as tmp:
+        curve.to_csv(tmp, index=False)
+    robustness_figure(out["robustness_png"], curve, evaluations,
+                      f"{dataset}: {next(iter(evaluations.values()))['robustness']['attack']}")
 
     device = setup(p)
     target, _ = load_module(inp["target"], Target(), device)
-    denoiser, _ = load_module(inp["denoiser"], Denoiser(), device)
+    denoisers = {name: load_defence(d, p, inp.get(f"model_{name}"), device)[0] for name, d in DEFENCES.items()
+                 if d.kind == "preprocessor" and not isinstance(d.build(d.params_of(p)), torch.nn.Identity)}
     x_adv, index, _, _ = read_test(inp["pgd"])
     x_clean, y = load_split(inp["prepared"], "test", index)
+    k = p["report"]["examples"]
     with torch.no_grad():
         p_adv = target(x_adv).argmax(1)
-        pick = pick_examples(y.numpy(), (p_adv != y).numpy(), p["report"]["examples"])
+        pick = pick_examples(y.numpy(), (p_adv != y).numpy(), k)
         if len(pick) == 0:
-            pick = np.arange(min(p["report"]["examples"], len(y)))
+            pick = np.arange(min(k, len(y)))
         xc, xa = x_clean[pick], x_adv[pick]
-        xd = denoiser(xa)
-        preds = [target(v).argmax(1).numpy() for v in (xc, xa, xd)]
-    examples_figure(out["examples"], xc.numpy(), xa.numpy(), xd.numpy(), y[pick].numpy(), *preds,
-                    title=f"{dataset}: test images the PGD attack fooled; red = wrong prediction")
+        rows = [("clean", xc), ("PGD (grey-box)", xa)] + [
+            (f"{DEFENCES[name].label}\n(PGD denoised)", m(xa)) for name, m in denoisers.items()]
+        examples_figure(out["examples"], [(label, v.numpy(), target(v).argmax(1).numpy()) for label, v in rows],
+                        y[pick].numpy(), f"{dataset}: test images the PGD attack fooled, then each denoiser's "
+                        "output; titles: the target's prediction (red = wrong)")
+    feature_noise_figure(out["feature_noise"], target, [(label, v[:1]) for label, v in rows], channels=6,
+                         title=f"{dataset}: the target's first-layer feature maps; 'noise' = mean |change| "
+                         "against the clean maps, relative to their mean")

@@ -1,0 +1,107 @@
+"""hgd: a high-level representation guided denoiser (Liao et al. 2018), sized for 28x28 images.
+
+A small U-Net (two 2x down-samplings, skip connections) predicts the adversarial noise; the denoised
+image is x - noise, clipped to [0, 1]. It learns from the same adversarial train examples as our
+denoiser, with the LGD loss ||f(x) - f(x_d)||_1 between the frozen target's logits on the clean image x
+and on the denoised adversarial image x_d.
+"""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..io import atomic_path, provenance, save_model
+from ..models import Target
+from ..stages.train_denoiser import load_adversarial_train
+from ..training import batches, load_module, load_split, setup
+from . import Defence
+
+log = logging.getLogger(__name__)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU())
+
+
+class UNet(nn.Module):
+    """1 x 28 x 28 -> 1 x 28 x 28: encoder 28 -> 14 -> 7, decoder back up with skip connections."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        w = width
+        self.enc1, self.enc2, self.bottom = _block(1, w), _block(w, 2 * w), _block(2 * w, 4 * w)
+        self.pool = nn.MaxPool2d(2)
+        self.up2, self.dec2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2), _block(4 * w, 2 * w)
+        self.up1, self.dec1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2), _block(2 * w, w)
+        self.noise = nn.Conv2d(w, 1, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)                                           # w x 28 x 28
+        e2 = self.enc2(self.pool(e1))                               # 2w x 14 x 14
+        b = self.bottom(self.pool(e2))                              # 4w x 7 x 7
+        d2 = self.dec2(torch.cat([self.up2(b), e2], 1))             # 2w x 14 x 14
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))            # w x 28 x 28
+        return (x - self.noise(d1)).clamp(0, 1)
+
+
+def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor) -> torch.Tensor:
+    """||f(x) - f(x_d)||_1 on the target's logits, averaged over the batch."""
+    with torch.no_grad():
+        reference = target(x_clean)
+    return (target(x_denoised) - reference).abs().sum(1).mean()
+
+
+def train(p, inp, out, dataset):
+    device = setup(p)
+    cfg = p["defences"]["hgd"]
+    target, _ = load_module(inp["target"], Target(), device)
+    target.requires_grad_(False)
+    x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"]})
+    x_clean, _ = load_split(inp["prepared"], "train", index)
+    model = UNet(cfg["width"]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    gen = torch.Generator().manual_seed(p["seed"])
+    rows = []
+    log.info("%s hgd: %d adversarial examples (%s), width %d, %d epochs", dataset, len(x_adv),
+             "+".join(cfg["train_on"]), cfg["width"], cfg["epochs"])
+    for epoch in range(1, cfg["epochs"] + 1):
+        model.train()
+        order = torch.randperm(len(x_adv), generator=gen)
+        total = 0.0
+        for s in tqdm(list(batches(len(order), cfg["batch_size"])), desc=f"{dataset} hgd epoch {epoch}",
+                      mininterval=2, leave=False):
+            i = order[s]
+            loss = lgd_loss(target, x_clean[i].to(device), model(x_adv[i].to(device)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(i)
+        rows.append({"epoch": epoch, "lgd_loss": total / len(order)})
+        log.info("%s hgd epoch %d/%d: LGD loss %.4f", dataset, epoch, cfg["epochs"], total / len(order))
+    save_model(out["model"], model, {**provenance("train_hgd", p, inp), "dataset": dataset,
+                                     "train_examples": len(x_adv), "final": rows[-1]})
+    with atomic_path(out["log"]) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+_POS = {"type": "integer", "minimum": 1}
+DEFENCE = Defence(
+    name="hgd", label="HGD (2018)", kind="preprocessor", build=lambda cfg: UNet(cfg["width"]), train=train,
+    train_inputs=("prepared", "target", "fgsm", "pgd"),
+    code=("models/lenet.py", "training.py", "stages/train_denoiser.py"), paper_key="hgd", order=20,
+    description="U-Net denoiser trained with the high-level guided loss on the target's logits",
+    schema={
+        "type": "object", "additionalProperties": False,
+        "required": ["width", "train_on", "epochs", "batch_size", "lr"],
+        "properties": {
+            "width": _POS,
+            "train_on": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["fgsm", "pgd"]}},
+            "epochs": _POS, "batch_size": _POS,
+            "lr": {"type": "number", "exclusiveMinimum": 0},
+        },
+    })

@@ -1,0 +1,84 @@
+"""madry: the target's LeNet adversarially trained with PGD from a random start (Madry et al. 2017).
+
+Each batch is replaced by its PGD examples against the current weights (ε, steps and step size from
+`defences.madry`; MadryLab's MNIST recipe is 40 steps of 0.01), then the network takes one Adam step on
+them. The robust network replaces the target: attacks against it are crafted on it.
+"""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..attacks import PGD
+from ..io import atomic_path, provenance, save_model
+from ..models import Target
+from ..stages.attack import subset
+from ..training import batches, load_split, predict, setup
+from . import Defence
+
+log = logging.getLogger(__name__)
+
+
+def train(p, inp, out, dataset):
+    device = setup(p)
+    cfg = p["defences"]["madry"]
+    x_train, y_train = load_split(inp["prepared"], "train")
+    keep = torch.from_numpy(subset(len(y_train), cfg["train_size"], p["seed"]))
+    x_train, y_train = x_train[keep], y_train[keep]
+    x_test, y_test = load_split(inp["prepared"], "test")
+    model = Target().to(device)
+    attack = PGD(model, epsilon=cfg["epsilon"], steps=cfg["steps"], step_size=cfg["step_size"], random_start=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    gen = torch.Generator().manual_seed(p["seed"])
+    attack_gen = torch.Generator(device=device).manual_seed(p["seed"] + 1)
+    rows = []
+    log.info("%s madry: %d train images, PGD eps %s, %d steps of %s, %d epochs", dataset, len(x_train),
+             cfg["epsilon"], cfg["steps"], cfg["step_size"], cfg["epochs"])
+    for epoch in range(1, cfg["epochs"] + 1):
+        order = torch.randperm(len(x_train), generator=gen)
+        total, correct = 0.0, 0
+        for s in tqdm(list(batches(len(order), cfg["batch_size"])), desc=f"{dataset} madry epoch {epoch}",
+                      mininterval=2, leave=False):
+            xb, yb = x_train[order[s]].to(device), y_train[order[s]].to(device)
+            model.eval()
+            x_adv = attack(xb, yb, generator=attack_gen)
+            model.train()
+            logits = model(x_adv)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+        clean = float((predict(model, x_test, device) == y_test).float().mean())
+        rows.append({"epoch": epoch, "loss": total / len(order), "adversarial_train_accuracy": correct / len(order),
+                     "clean_test_accuracy": clean})
+        log.info("%s madry epoch %d/%d: loss %.4f, PGD train accuracy %.4f, clean test %.4f", dataset, epoch,
+                 cfg["epochs"], total / len(order), correct / len(order), clean)
+    save_model(out["model"], model, {**provenance("train_madry", p, inp), "dataset": dataset,
+                                     "train_examples": len(x_train), "final": rows[-1]})
+    with atomic_path(out["log"]) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+_POS = {"type": "integer", "minimum": 1}
+DEFENCE = Defence(
+    name="madry", label="Madry (2017)", kind="classifier", build=lambda _: Target(), train=train,
+    train_inputs=("prepared",), code=("models/lenet.py", "attacks/pgd.py", "training.py", "stages/attack.py"),
+    paper_key="madry", order=10, description="the target's LeNet adversarially trained with PGD",
+    schema={
+        "type": "object", "additionalProperties": False,
+        "required": ["epsilon", "steps", "step_size", "epochs", "batch_size", "lr", "train_size"],
+        "properties": {
+            "epsilon": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "steps": _POS,
+            "step_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "epochs": _POS, "batch_size": _POS,
+            "lr": {"type": "number", "exclusiveMinimum": 0},
+            "train_size": {"oneOf": [{"type": "null"}, _POS]},
+        },
+    })

@@ -1,0 +1,150 @@
+"""The defence interface, and the baselines training on tiny data."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from featdefense.defences import DEFENCES, defended_model
+from featdefense.models import Target
+from featdefense.stages import attack, train_target
+from featdefense.training import load_module
+
+from . import fixtures
+from .conftest import PAPER, make_project, sh
+
+RUN = {"seed": 0, "device": "cpu", "threads": 1}
+
+
+def test_the_paper_rows_and_the_example_are_registered_in_report_order():
+    assert list(DEFENCES) == ["unsecured", "madry", "hgd", "ours", "median_filter"]
+    assert [d.paper_key for d in DEFENCES.values()][:4] == ["unsecured", "madry", "hgd", "ours"]
+
+
+@pytest.mark.parametrize("name", list(DEFENCES))
+def test_every_defence_builds_a_module_of_its_kind_from_its_params(name):
+    d = DEFENCES[name]
+    torch.manual_seed(0)
+    module = d.build(d.params_of(PAPER)).eval()
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)
+    model = defended_model(d, module, Target())
+    out = module(x)
+    if d.kind == "preprocessor":
+        assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    else:
+        assert out.shape == (4, 10)
+    # white-box attacks need a gradient through defence and classifier
+    (grad,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)
+    assert grad.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    """A prepared tiny MNIST, a target trained on it, and FGSM/PGD examples: what baselines train from."""
+    from featdefense.stages import download, prepare
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    fixtures.write_mnist(tmp / "src")
+    download.run({"download": {"mnist": {"source": str(tmp / "src"), "checksums": fixtures.md5s(tmp / "src")}}},
+                 {}, {"raw": tmp / "raw"}, "mnist")
+    paths = {"raw": tmp / "raw", "prepared": tmp / "prepared.h5", "target": tmp / "target.pt",
+             "fgsm": tmp / "fgsm.h5", "pgd": tmp / "pgd.h5"}
+    prepare.run({}, {"raw": paths["raw"]}, {"prepared": paths["prepared"]}, "mnist")
+    train_target.run({**RUN, "target": {"epochs": 4, "batch_size": 32, "lr": 0.001}}, {"prepared": paths["prepared"]},
+                     {"target": paths["target"], "metrics": tmp / "t.json", "log": tmp / "t.csv"}, "mnist")
+    for name in ("fgsm", "pgd"):
+        spec = {"fgsm": {"epsilon": 0.2},
+                "pgd": {"epsilon": 0.2, "steps": 5, "step_size": 0.1, "random_start": True}}[name]
+        attack.run({**RUN, "attack": {"train_size": None, "test_size": None, "batch_size": 100, name: spec}},
+                   {"prepared": paths["prepared"], "target": paths["target"]}, {"adversarial": paths[name]},
+                   "mnist", name)
+    return paths
+
+
+def train(name, cfg, inputs, tmp_path):
+    d = DEFENCES[name]
+    p = {**RUN, "defences": {name: {**d.params_of(PAPER), **cfg}}}
+    out = {"model": tmp_path / f"{name}.pt", "log": tmp_path / f"{name}.csv"}
+    d.train(p, {k: str(inputs[k]) for k in d.train_inputs}, out, "mnist")
+    module, meta = load_module(out["model"], d.build(p["defences"][name]), "cpu")
+    return module, meta, pd.read_csv(out["log"])
+
+
+def test_madry_trains_on_tiny_data(tiny_inputs, tmp_path):
+    model, meta, log = train("madry", {"epochs": 3, "steps": 3, "step_size": 0.1, "batch_size": 32},
+                             tiny_inputs, tmp_path)
+    assert list(log["epoch"]) == [1, 2, 3] and meta["train_examples"] == 300
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]  # it learns on its own PGD examples
+    assert log["adversarial_train_accuracy"].iloc[-1] > log["adversarial_train_accuracy"].iloc[0]
+    assert meta["params"]["defences"]["madry"]["steps"] == 3
+
+
+def test_hgd_trains_on_tiny_data_with_the_lgd_loss(tiny_inputs, tmp_path):
+    model, meta, log = train("hgd", {"epochs": 3, "batch_size": 32}, tiny_inputs, tmp_path)
+    assert list(log["epoch"]) == [1, 2, 3] and meta["train_examples"] == 600  # FGSM + PGD of 300 images
+    assert log["lgd_loss"].iloc[-1] < log["lgd_loss"].iloc[0]
+    with h5py.File(tiny_inputs["pgd"]) as f:
+        x_adv = torch.from_numpy(f["test"]["x_adv"][()])
+    out = model(x_adv)
+    assert out.shape == x_adv.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_hgd_loss_is_the_l1_distance_of_the_target_logits():
+    from featdefense.defences.hgd import lgd_loss
+
+    torch.manual_seed(0)
+    target = Target().eval()
+    x, x_d = torch.rand(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    expected = (target(x) - target(x_d)).abs().sum(1).mean()
+    assert torch.allclose(lgd_loss(target, x, x_d), expected)
+    assert lgd_loss(target, x, x).item() == 0
+
+
+def test_median_filter_removes_salt_noise_and_keeps_flat_images():
+    from featdefense.defences.median_filter import MedianFilter
+
+    flat = torch.full((1, 1, 28, 28), 0.4)
+    salted = flat.clone()
+    salted[0, 0, 10, 10] = 1.0
+    assert torch.equal(MedianFilter(3)(salted), flat)
+
+
+BLUR = '''"""blur: a 3x3 box blur in front of the target (a test's defence)."""
+from torch import nn
+
+from . import Defence
+
+DEFENCE = Defence(name="blur", label="box blur", kind="preprocessor",
+                  build=lambda cfg: nn.AvgPool2d(cfg["size"], stride=1, padding=cfg["size"] // 2,
+                                                 count_include_pad=False),
+                  schema={"type": "object", "additionalProperties": False, "required": ["size"],
+                          "properties": {"size": {"enum": [3, 5]}}})
+'''
+
+
+def test_a_new_defence_module_and_params_section_get_every_stage(tmp_path, raw_fixtures):
+    project = make_project(tmp_path, raw_fixtures)
+    (project / "src/featdefense/defences/blur.py").write_text(BLUR)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    missing = sh(project, "featdefense", "params", "check", check=False)
+    assert missing.returncode == 2 and "defences: 'blur' is a required property" in missing.stderr
+
+    params["defences"]["blur"] = {"size": 3}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    sh(project, "featdefense", "params", "check")
+    stages = yaml.safe_load(sh(project, "featdefense", "dvc-yaml").stdout)["stages"]
+    assert "evaluate_blur" in stages and "train_blur" not in stages  # it needs no training
+    assert "defences.blur" in stages["evaluate_blur"]["params"]
+    assert "data/metrics/${item.dataset}/evaluate_blur.json" in stages["report"]["deps"]
+    plan = sh(project, "snakemake", "-n", "all").stdout
+    assert "evaluate_blur" in plan and "data/metrics/mnist/evaluate_blur.json" in plan
+    # its evaluation runs like any other (here on the tiny data, through its own stage command)
+    sh(project, "snakemake", "--cores", "2", "data/metrics/mnist/evaluate_blur.json")
+    metrics = json.loads((project / "data/metrics/mnist/evaluate_blur.json").read_text())
+    assert metrics["defence"]["label"] == "box blur"
+    assert metrics["accuracy"]["whitebox_pgd"] <= metrics["accuracy"]["pgd"]
