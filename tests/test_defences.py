@@ -143,6 +143,8 @@ def test_a_new_defence_module_and_params_section_get_every_stage(tmp_path, raw_f
     assert "data/metrics/${item.dataset}/evaluate_blur.json" in stages["report"]["deps"]
     plan = sh(project, "snakemake", "-n", "all").stdout
     assert "evaluate_blur" in plan and "data/metrics/mnist/evaluate_blur.json" in plan
+    # Snakemake re-rendered dvc.yaml from the graph at start-up, so `dvc repro` sees the same stages
+    assert "evaluate_blur" in yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     # its evaluation runs like any other (here on the tiny data, through its own stage command)
     sh(project, "snakemake", "--cores", "2", "data/metrics/mnist/evaluate_blur.json")
     metrics = json.loads((project / "data/metrics/mnist/evaluate_blur.json").read_text())

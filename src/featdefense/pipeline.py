@@ -229,3 +229,16 @@ def dvc_yaml() -> str:
     header = ("# Rendered from src/featdefense/pipeline.py by `featdefense dvc-yaml > dvc.yaml`: edit that, "
               "not this.\n# tests/test_engines.py fails when the two disagree.\n")
     return header + yaml.safe_dump({"stages": dvc_stages(), "plots": dvc_plots()}, sort_keys=False, width=120)
+
+
+def write_dvc_yaml(path: str = "dvc.yaml") -> bool:
+    """Re-render dvc.yaml from the graph when it differs (a defence module was added); True if rewritten."""
+    from pathlib import Path
+
+    from .io import write_text
+
+    text = dvc_yaml()
+    if Path(path).is_file() and Path(path).read_text() == text:
+        return False
+    write_text(path, text)
+    return True
