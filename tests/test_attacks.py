@@ -112,3 +112,33 @@ def test_our_pgd_matches_art_on_the_same_model_and_images():
     acc_art = (model(theirs).argmax(1) == y).float().mean().item()
     assert clean > 0.9 and 0.05 < acc_ours < clean - 0.1  # the attack bites, but not to zero: a real comparison
     assert abs(acc_ours - acc_art) <= 0.005, (acc_ours, acc_art)
+    same = ((ours - theirs).abs().flatten(1).max(1).values < 1e-5).float().mean().item()
+    assert same >= 0.99, same  # image for image, not only on average
+
+
+def test_apgd_stays_in_the_ball_and_breaks_an_undefended_model():
+    from featdefense.attacks.apgd import APGD
+
+    torch.manual_seed(0)
+    model = Target().eval().requires_grad_(False)
+    x = torch.rand(50, 1, 28, 28)
+    y = model(x).argmax(1)
+    adv = APGD(model, epsilon=0.1, steps=10)(x, y)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert (model(adv).argmax(1) == y).float().mean() < 0.5
+
+
+def test_bpda_predicts_through_the_defence_and_differentiates_through_the_target_only():
+    from featdefense.defences import bpda_model
+
+    torch.manual_seed(0)
+    target = Target().eval()
+    blackout = torch.nn.Module()
+    blackout.forward = lambda x: torch.zeros_like(x)  # a defence with no useful gradient at all
+    model = bpda_model(blackout, target)
+    x = torch.rand(3, 1, 28, 28, requires_grad=True)
+    assert torch.allclose(model(x), target(torch.zeros_like(x)))
+    (grad,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)
+    xz = torch.zeros_like(x, requires_grad=True)
+    (expected,) = torch.autograd.grad(target(xz).logsumexp(1).sum(), xz)
+    assert torch.allclose(grad, expected) and grad.abs().sum() > 0

@@ -74,8 +74,8 @@ def _semantic_errors(p: dict) -> list[str]:
         if not ln["sha256"]:
             errors.append("loss_net.sha256: null is not allowed with loss_net.weights: file; "
                           "allowed: the file's 64-hex-digit SHA-256")
-    madry = p["defences"]["madry"]
-    if madry["step_size"] > madry["epsilon"]:
+    madry = p["defences"].get("madry")
+    if madry and madry["step_size"] > madry["epsilon"]:
         errors.append(f"defences.madry.step_size: {madry['step_size']} is larger than defences.madry.epsilon "
                       f"{madry['epsilon']}; allowed: 0 < step_size <= epsilon")
     fl = p["feature_loss"]

@@ -161,7 +161,7 @@ def _defence_stages() -> list[Stage]:
         "report", ("dataset",),
         code=COMMON + ("models/lenet.py", "training.py", "defences/__init__.py")
         + tuple(sorted({f for d in DEFENCES.values() for f in (d.module,) + d.code}))
-        + ("paper_results.yaml", "stages/report.py"),
+        + ("paper_results.yaml", "stages/evaluate.py", "stages/report.py"),
         deps={"prepared": PREPARED, "target": TARGET, "pgd": adversarial("pgd"),
               **{f"evaluation_{d.name}": evaluation(d.name) for d in DEFENCES.values()}, **figures},
         params=("threads", "report") + tuple(d.section for d in DEFENCES.values()
@@ -219,7 +219,7 @@ def dvc_stages() -> dict:
 def dvc_plots() -> list[dict]:
     """Top-level plots: robust accuracy against epsilon, one line per defence, per dataset."""
     return [{ROBUSTNESS.format(dataset=ds): {
-        "x": "epsilon", "y": list(DEFENCES), "title": f"{ds}: white-box robust accuracy against epsilon",
+        "x": "epsilon", "y": list(DEFENCES), "title": f"{ds}: accuracy under white-box PGD (params: robustness) against epsilon",
         "x_label": "epsilon (L-infinity)", "y_label": "accuracy"}} for ds in WILDCARD_VALUES["dataset"]]
 
 
@@ -231,14 +231,12 @@ def dvc_yaml() -> str:
     return header + yaml.safe_dump({"stages": dvc_stages(), "plots": dvc_plots()}, sort_keys=False, width=120)
 
 
-def write_dvc_yaml(path: str = "dvc.yaml") -> bool:
-    """Re-render dvc.yaml from the graph when it differs (a defence module was added); True if rewritten."""
+def check_dvc_yaml(path: str = "dvc.yaml") -> None:
+    """Fail, saying what to run, when dvc.yaml is not the graph's rendering (a defence module added?)."""
     from pathlib import Path
 
-    from .io import write_text
+    from . import FeatdefenseError
 
-    text = dvc_yaml()
-    if Path(path).is_file() and Path(path).read_text() == text:
-        return False
-    write_text(path, text)
-    return True
+    if not Path(path).is_file() or Path(path).read_text() != dvc_yaml():
+        raise FeatdefenseError(f"{path} differs from the stage graph (a defence module added or removed?): run "
+                               f"`featdefense dvc-yaml > {path}` so that Snakemake and DVC run the same stages")

@@ -1,13 +1,10 @@
 # params.yaml is Snakemake's config; it is validated against the one schema before anything runs.
-import sys
-
 from featdefense import params as fd_params, pipeline
 from snakemake.utils import validate
 
 fd_params.validate(config, "params.yaml")  # every problem, each with its key, value and what is allowed
 validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
-if pipeline.write_dvc_yaml():  # the graph changed (a defence module added): DVC must see the same stages
-    print("dvc.yaml re-rendered from the stage graph (src/featdefense/pipeline.py)", file=sys.stderr)
+pipeline.check_dvc_yaml()  # both engines run the same graph: a defence module added needs dvc.yaml re-rendered
 
 
 wildcard_constraints:

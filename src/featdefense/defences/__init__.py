@@ -81,4 +81,20 @@ def defended_model(defence: Defence, module: nn.Module, target: nn.Module) -> nn
     return model.eval().requires_grad_(False)
 
 
-__all__ = ["Defence", "DEFENCES", "KINDS", "TRAIN_INPUTS", "defended_model"]
+class _StraightThrough(nn.Module):
+    """target(defence(x)) forward; backward as if the defence were the identity (BPDA, Athalye et al. 2018)."""
+
+    def __init__(self, module: nn.Module, target: nn.Module):
+        super().__init__()
+        self.module, self.target = module, target
+
+    def forward(self, x):
+        return self.target(x + (self.module(x) - x).detach())
+
+
+def bpda_model(module: nn.Module, target: nn.Module) -> nn.Module:
+    """The BPDA surrogate of a preprocessor defence: its predictions, the target's gradients."""
+    return _StraightThrough(module, target).eval().requires_grad_(False)
+
+
+__all__ = ["Defence", "DEFENCES", "KINDS", "TRAIN_INPUTS", "bpda_model", "defended_model"]

@@ -49,8 +49,10 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
             if attack == "clean" and key == "unsecured":
                 paper_value = paper["clean_target"][dataset]
             broken = row.get("broken")
+            on_itself = attack != "clean" and m["defence"]["kind"] == "classifier"
             rows.append({
-                "attack": attack_label if attack == "clean" else f"{attack_label} (grey-box)",
+                "attack": attack_label if attack == "clean" else
+                f"{attack_label} ({'on the robust model' if on_itself else 'grey-box'})",
                 "defence": m["defence"]["label"],
                 "accuracy_%": pct(m["accuracy"][attack]),
                 "paper_%": paper_value,
@@ -75,10 +77,12 @@ def caption(evaluations: dict[str, dict]) -> str:
         f"{pgd['step_size']}, random start {pgd['random_start']}. Grey-box: crafted on the undefended target and "
         "fed through the defence (the paper's protocol); for a defence that is itself the classifier (Madry), "
         "crafted on it.",
-        f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: FGSM, then PGD ({pgd['steps']} "
-        f"steps, each step size of {wb['step_sizes']}), then APGD-CE ({wb['apgd_steps']} steps, ART), all "
-        "through defence and classifier end to end; an image counts only if every attack, grey-box included, "
-        "failed on it.",
+        f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: FGSM; PGD ({pgd['steps']} "
+        f"steps, each step size of {wb['step_sizes']}); for image-to-image defences also BPDA-PGD (the defence "
+        f"taken as the identity on the backward pass); APGD-CE ({wb['apgd_steps']} steps, ART's, which keeps "
+        "only its last iterate); all through defence and classifier end to end. An image counts only if it is "
+        "classified correctly clean and after every attack, grey-box ones included: the FGSM row's white-box "
+        "number takes the minimum over the FGSM attacks, the PGD row's over all of them.",
         f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
     for name, m in evaluations.items():
