@@ -30,6 +30,17 @@ def test_fgsm_is_one_signed_gradient_step_of_epsilon():
     assert ((moved - 0.2).abs() < 1e-6).float().mean() > 0.5  # most pixels move by the full epsilon
 
 
+def fitted(x: torch.Tensor, y: torch.Tensor, iterations: int) -> Target:
+    """A two-class LeNet fitted to (x, y) by full-batch Adam."""
+    model = Target(num_classes=2)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(iterations):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
 def test_pgd_stays_within_epsilon_and_lowers_accuracy_of_a_trained_model():
     torch.manual_seed(0)
     # a tiny separable problem: class = which half of the image is brighter
@@ -37,12 +48,7 @@ def test_pgd_stays_within_epsilon_and_lowers_accuracy_of_a_trained_model():
     y = torch.randint(0, 2, (200,))
     x[y == 0, :, :14] += 0.5
     x[y == 1, :, 14:] += 0.5
-    model = Target(num_classes=2)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(30):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    model = fitted(x, y, iterations=30)
     clean_acc = (model(x).argmax(1) == y).float().mean()
     gen = torch.Generator().manual_seed(1)
     adv = PGD(model, epsilon=0.3, steps=20, step_size=0.05, random_start=True)(x, y, generator=gen)
@@ -93,12 +99,7 @@ def test_our_pgd_matches_art_on_the_same_model_and_images():
     y = torch.randint(0, 2, (n,))
     x[y == 0, :, :14] += 0.3 + 0.3 * torch.rand(int((y == 0).sum()), 1, 1, 1)
     x[y == 1, :, 14:] += 0.3 + 0.3 * torch.rand(int((y == 1).sum()), 1, 1, 1)
-    model = Target(num_classes=2)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(40):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    model = fitted(x, y, iterations=40)
     model.eval().requires_grad_(False)
     eps, step, steps = 0.2, 0.05, 10
     ours = PGD(model, epsilon=eps, steps=steps, step_size=step, random_start=False)(x, y)
