@@ -114,8 +114,6 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
 ]}
 
 
-
-
 # -- defences: each gets a training stage (when it learns) and an evaluation; the report has them all ---
 
 def defence_model(d: Defence) -> str | None:

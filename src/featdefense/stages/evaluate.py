@@ -3,9 +3,10 @@
 - clean: accuracy with the defence in place;
 - grey-box FGSM and PGD (the paper's protocol): the attack files, crafted on the undefended target, fed
   through the defence; a defence that replaces the classifier (madry) is attacked on itself instead;
-- white-box (adaptive): FGSM, PGD with each `whitebox.step_sizes`, then APGD-CE (ART), all run end to
-  end through defence and classifier. An image counts as robust only if every attack failed on it,
-  the grey-box one included (the per-image minimum), so white-box accuracy is never above grey-box;
+- white-box (adaptive): FGSM, PGD with each `whitebox.step_sizes`, BPDA-PGD for image-to-image
+  defences, then APGD-CE (ART), all run end to end through defence and classifier. An image counts as
+  robust only if it is classified correctly clean and every attack failed on it, the grey-box ones
+  included (the per-image minimum), so white-box accuracy is never above grey-box;
 - robust accuracy against epsilon: white-box PGD at each `robustness.epsilons`.
 
 Attacks run as a cascade, each on the images still robust: that is the per-image minimum, computed
@@ -80,7 +81,7 @@ def run(p, inp, out, dataset, defence):
     x, y = load_split(inp["prepared"], "test", index)
     wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
     fgsm = FGSM(model, **p["attack"]["fgsm"])
-    pgd = {k: v for k, v in p["attack"]["pgd"].items()}
+    pgd = p["attack"]["pgd"]
     everyone = torch.ones(len(y), dtype=torch.bool)
 
     def gen(i: int):  # one seeded generator per attack run: reruns repeat byte for byte
@@ -99,7 +100,8 @@ def run(p, inp, out, dataset, defence):
 
     # white-box, adaptive: a cascade, each attack on the images still robust (the per-image minimum)
     robust_fgsm = correct["clean"] & correct["fgsm"]
-    robust_fgsm = still_correct(model, fgsm, x, y, robust_fgsm, bs, device, f"{defence} white-box FGSM")
+    if d.kind == "preprocessor":  # a classifier's grey-box FGSM above was already this white-box one
+        robust_fgsm = still_correct(model, fgsm, x, y, robust_fgsm, bs, device, f"{defence} white-box FGSM")
     cascade = {}  # "N. attack" -> accuracy once it and every attack before it ran (N keeps the order)
     robust = correct["clean"] & correct["pgd"]
     cascade["1. clean, grey-box PGD"] = share(robust)

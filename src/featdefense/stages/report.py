@@ -197,8 +197,9 @@ def run(p, inp, out, dataset):
 
     device = setup(p)
     target, _ = load_module(inp["target"], Target(), device)
-    denoisers = {name: load_defence(d, p, inp.get(f"model_{name}"), device)[0] for name, d in DEFENCES.items()
-                 if d.kind == "preprocessor" and not isinstance(d.build(d.params_of(p)), torch.nn.Identity)}
+    preprocessors = {name: load_defence(d, p, inp.get(f"model_{name}"), device)[0]
+                     for name, d in DEFENCES.items() if d.kind == "preprocessor"}
+    denoisers = {name: m for name, m in preprocessors.items() if not isinstance(m, torch.nn.Identity)}
     x_adv, index, _, _ = read_test(inp["pgd"])
     x_clean, y = load_split(inp["prepared"], "test", index)
     k = p["report"]["examples"]
