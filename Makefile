@@ -22,7 +22,7 @@ ifneq ($(DATA),)
 	$(VENV)/bin/python scripts/offline_sources.py $(DATA)
 endif
 	git show HEAD:params.yaml > params.yaml  # start from the committed recipe, then apply CONFIG
-	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/local-sources.yaml)
+	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/offline.yaml)
 	snakemake --cores $(CORES) all
 
 test: setup

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from featdefense import locations
 from featdefense.params import merge
 
 from . import fixtures
@@ -72,12 +73,10 @@ def make_project(dest: Path, raw: Path) -> Path:
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dest / f)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    sources = {"download": {
-        "mnist": {"source": str(raw / "mnist"), "checksums": fixtures.md5s(raw / "mnist")},
-        "cifar10": {"source": str(raw / "cifar10"), "checksums": fixtures.md5s(raw / "cifar10")},
-    }}
-    params = merge(merge(PAPER, TINY), sources)
+    checksums = {"download": {ds: {"checksums": fixtures.md5s(raw / ds)} for ds in ("mnist", "cifar10")}}
+    params = merge(merge(PAPER, TINY), checksums)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    locations.write({ds: str(raw / ds) for ds in ("mnist", "cifar10")}, dest / locations.LOCAL_FILE)
     return dest
 
 

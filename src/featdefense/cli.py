@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from . import FeatdefenseError, params as params_mod
+from . import FeatdefenseError, params as params_mod, runs
 from .pipeline import STAGES, WILDCARD_VALUES, dvc_yaml
 
 log = logging.getLogger("featdefense")
@@ -21,20 +21,31 @@ TIMINGS = Path("logs/timings.jsonl")  # wall-clock per stage: never a DVC depend
 
 def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
     stage = STAGES[name]
-    p = params_mod.select(params_mod.load(params_path), stage.param_keys(**wildcards))
+    full = params_mod.load(params_path)
+    p = params_mod.select(full, stage.param_keys(**wildcards))
     inp = {k: v.format(**wildcards) for k, v in stage.deps.items()}
     out = {k: v.format(**wildcards) for k, v in stage.products.items()}
-    module, function = stage.function.split(":")
-    run = getattr(importlib.import_module(module), function)
     label = stage.instance_name(**wildcards)
     log.info("stage %s: params %s", label, json.dumps(p, sort_keys=True))
     start = time.time()
-    run(p, inp, out, **wildcards, **stage.fixed)
+    state = runs.state(stage, wildcards, full)
+    made = runs.made_from(label, state)
+    if made and runs.restore(made):
+        log.info("stage %s: a recorded run made these outputs from the same code, inputs and params: "
+                 "restored them, nothing recomputed", label)
+    else:
+        module, function = stage.function.split(":")
+        getattr(importlib.import_module(module), function)(p, inp, out, **wildcards, **stage.fixed)
+        outs = runs.outputs(stage, wildcards)
+        if outs is None:
+            raise FeatdefenseError(f"stage {label} finished without writing all of {runs.products(stage, wildcards)}")
+        runs.record(label, state, outs, p.get("device"))
     seconds = time.time() - start
     log.info("stage %s done in %.1f s", label, seconds)
     TIMINGS.parent.mkdir(exist_ok=True)
     with open(TIMINGS, "a") as f:
-        f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time()}) + "\n")
+        f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time(),
+                            "restored": bool(made)}) + "\n")
 
 
 def apply_params(files: list[str], params_path: str) -> None:
@@ -57,30 +68,17 @@ def apply_params(files: list[str], params_path: str) -> None:
     print(f"{params_path}: applied {', '.join(files)}")
 
 
-def dvc_commit_done() -> None:
-    """Record in dvc.lock every stage whose products all exist (Snakemake's onsuccess hook).
-
-    One DVC command for all stages: DVC's repository lock forbids two at once.
-    """
-    names = []
-    for stage in STAGES.values():
-        for w in stage.instances():
-            if all(Path(path.format(**w)).exists() for path in stage.products.values()):
-                names.append(stage.instance_name(**w))
-    if names:
-        subprocess.run(["dvc", "commit", "--force", "--quiet", *names], check=True)
-        print(f"dvc.lock: recorded {len(names)} stage(s)")
-
-
-def pull() -> None:
-    """`dvc pull`, then stamp the pulled files in the stage graph's order for Snakemake.
-
-    DVC gives pulled files the time they were written, in no particular order, so Snakemake's mtime
-    trigger would rerun stages whose inputs look newer than their outputs. `snakemake --touch` marks
-    them up to date instead; `snakemake -n all` then has nothing to do.
-    """
+def pull(params_path: str) -> None:
+    """`dvc pull`, then keep what is current: outputs whose dvc.lock entry matches this workspace's code,
+    inputs and params are stamped in the graph's order (DVC writes pulled files in no order, and
+    Snakemake's mtime check would rerun them); stale ones are named and left to rerun."""
     subprocess.run(["dvc", "pull"], check=True)
-    subprocess.run(["snakemake", "--touch", "--cores", "1", "all"], check=True)
+    stale = runs.keep_current_pulled(params_mod.load(params_path))
+    print(f"featdefense pull: {len(runs.instances()) - len(stale)} stage(s) current"
+          + (f"; {len(stale)} stale, removed from the workspace (kept in DVC's cache) and left to rerun:"
+             if stale else ""))
+    for name, why in stale.items():
+        print(f"  {name}: {why}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     lin.add_argument("artifact", help="a stage output, e.g. data/metrics/mnist/evaluate.json")
     lin.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("dvc-yaml", help="print dvc.yaml as rendered from the stage graph")
-    sub.add_parser("dvc-commit", help="record finished stages in dvc.lock (run after Snakemake)")
+    sub.add_parser("dvc-commit", help="record in dvc.lock the stages whose outputs were made from their present "
+                                      "code, inputs and params (Snakemake runs it when it stops)")
+    sub.add_parser("status", help="which stage instances dvc.lock records, which are current but unrecorded, "
+                                  "which are stale and why")
     sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for Snakemake")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -125,9 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "dvc-yaml":
             sys.stdout.write(dvc_yaml())
         elif args.command == "dvc-commit":
-            dvc_commit_done()
+            runs.dvc_commit(params_mod.load(args.params))
+        elif args.command == "status":
+            recorded, to_commit, stale = runs.survey(params_mod.load(args.params))
+            print(f"{len(recorded)} stage(s) current and recorded in dvc.lock")
+            for name in to_commit:
+                print(f"  {name}: current, not yet in dvc.lock (featdefense dvc-commit records it)")
+            for name, why in stale.items():
+                print(f"  {name}: stale, {why}")
         elif args.command == "pull":
-            pull()
+            pull(args.params)
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2

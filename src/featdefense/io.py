@@ -84,13 +84,31 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def environment(device: str | None = None) -> dict:
+    """The software and device that make an artifact (part of what it is: other versions, other bytes)."""
+    import platform
+
+    import h5py
+    import numpy
+    import torch
+
+    used = resolve_device(device or "cpu")
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "h5py": h5py.__version__, "machine": platform.machine(), "device": used.type}
+    if used.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(used), cuda=torch.version.cuda)
+    return env
+
+
 def provenance(stage: str, params: dict, inputs: dict[str, str | Path]) -> dict:
-    """What a file found alone should tell: the stage, the params it read, its inputs' hashes."""
+    """What a file found alone should tell: the stage, the params it read, its inputs' hashes, and the
+    software and device that made it."""
     return {
         "stage": stage,
         "params": params,
         "inputs": {name: {"path": str(p), "sha256": file_digest(p)} for name, p in sorted(inputs.items())},
         "featdefense_version": __version__,
+        "environment": environment(params.get("device")),
     }
 
 

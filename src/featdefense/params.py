@@ -66,11 +66,6 @@ def _semantic_errors(p: dict) -> list[str]:
                       f"allowed: 0 < step <= epsilon")
     ln = p["loss_net"]
     if ln["weights"] == "file":
-        if not ln["file"]:
-            errors.append("loss_net.file: null is not allowed with loss_net.weights: file; "
-                          "allowed: the path of a VGG-16 state dict")
-        elif not Path(ln["file"]).is_file():
-            errors.append(f"loss_net.file: {ln['file']!r} does not exist; allowed: an existing file")
         if not ln["sha256"]:
             errors.append("loss_net.sha256: null is not allowed with loss_net.weights: file; "
                           "allowed: the file's 64-hex-digit SHA-256")

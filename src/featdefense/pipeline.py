@@ -78,7 +78,7 @@ COMMON = ("__init__.py", "io.py")
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("download", ("dataset",),
-          code=COMMON + ("data/sources.py", "stages/download.py"),
+          code=COMMON + ("locations.py", "data/sources.py", "stages/download.py"),
           params=("download.{dataset}",),
           outs={"raw": "data/raw/{dataset}"}, directories=("raw",)),
     Stage("prepare", ("dataset",),
@@ -100,7 +100,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
                   "attack.{attack}"),
           outs={"adversarial": ADVERSARIAL}),
     Stage("loss_net", (),
-          code=COMMON + ("models/vgg.py", "stages/loss_net.py"),
+          code=COMMON + ("locations.py", "models/vgg.py", "stages/loss_net.py"),
           params=("seed", "loss_net"),
           outs={"loss_net": LOSS_NET}),
     Stage("train_denoiser", ("dataset",),

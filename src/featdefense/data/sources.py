@@ -64,9 +64,9 @@ def _fetch_url(url: str, dest: Path, retries: int, backoff: float) -> None:
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             if attempt == retries:
                 raise DownloadError(
-                    f"{url}: could not download after {retries} attempts ({e}). Without network, point "
-                    f"download.<dataset>.source in params.yaml at a local directory holding the "
-                    f"canonical files (see README, 'Offline sources')") from None
+                    f"{url}: could not download after {retries} attempts ({e}). Without network, name a "
+                    f"local directory holding the canonical files in sources.local.yaml (see README, "
+                    f"'Offline sources')") from None
         wait = backoff * 2 ** (attempt - 1)
         log.warning("download of %s failed (attempt %d/%d); retrying in %.0fs", url, attempt, retries, wait)
         time.sleep(wait)
@@ -83,8 +83,8 @@ def fetch(dataset: str, name: str, source: str, dest_dir: Path, overrides: dict[
         else:
             src = Path(source) / name
             if not src.is_file():
-                raise DownloadError(f"{src}: not found (download.{dataset}.source is a local directory "
-                                    f"that must hold the canonical file {name})")
+                raise DownloadError(f"{src}: not found ({dataset}: {source} in sources.local.yaml is a "
+                                    f"local directory that must hold the canonical file {name})")
             shutil.copyfile(src, tmp)
         found = file_digest(tmp, "md5")
         if found != want:

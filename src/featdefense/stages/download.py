@@ -5,6 +5,7 @@ import logging
 
 from ..data.sources import CANONICAL_MD5, fetch
 from ..io import atomic_path, write_json
+from ..locations import location
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -12,11 +13,12 @@ MANIFEST = "manifest.json"
 
 def run(p, inp, out, dataset):
     spec = p["download"][dataset]
+    source = location(dataset)  # where, not what: the checksums say what, and they are the params
     files = {}
     with atomic_path(out["raw"], directory=True) as staging:
         for name in CANONICAL_MD5[dataset]:
-            log.info("fetching %s from %s", name, spec["source"])
-            v = fetch(dataset, name, spec["source"], staging, spec["checksums"])
+            log.info("fetching %s from %s", name, source)
+            v = fetch(dataset, name, source, staging, spec["checksums"])
             files[name] = {"md5": v.md5, "canonical": v.canonical}
         write_json(staging / MANIFEST, {"dataset": dataset, "files": files,
                                         "canonical": all(f["canonical"] for f in files.values())})
