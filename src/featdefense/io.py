@@ -93,7 +93,7 @@ def environment(device: str | None = None) -> dict:
     import torch
 
     used = resolve_device(device or "cpu")
-    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+    env = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": numpy.__version__,
            "h5py": h5py.__version__, "machine": platform.machine(), "device": used.type}
     if used.type == "cuda":
         env.update(gpu=torch.cuda.get_device_name(used), cuda=torch.version.cuda)

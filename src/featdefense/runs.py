@@ -22,8 +22,6 @@ import os
 import shutil
 from pathlib import Path
 
-import yaml
-
 from . import params as params_mod
 from .io import atomic_path, environment, file_digest, write_json
 from .pipeline import STAGES, Stage
@@ -107,8 +105,10 @@ def lock_entries(lock: Path = LOCK) -> dict[str, dict]:
     """dvc.lock's entries as records: {instance: {"state": ..., "outs": ...}}."""
     if not lock.is_file():
         return {}
+    from ruamel.yaml import YAML  # YAML 1.2, as DVC writes it: PyYAML would read 1e-05 as a string
+
     entries = {}
-    for name, s in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+    for name, s in (YAML(typ="safe", pure=True).load(lock.read_text()) or {}).get("stages", {}).items():
         params = {k: v for f in (s.get("params") or {}).values() for k, v in f.items()}
         entries[name] = {"state": {"cmd": s.get("cmd"), "deps": {d["path"]: d.get("md5") for d in s.get("deps", [])},
                                    "params": params},
@@ -208,9 +208,12 @@ def dvc_commit(params: dict) -> list[str]:
     One DVC command for all of them (DVC's repository lock forbids two at once)."""
     import subprocess
 
-    _, to_commit, stale = survey(params)
+    recorded, to_commit, stale = survey(params)
     if to_commit:
         subprocess.run(["dvc", "commit", "--force", "--quiet", *to_commit], check=True)
+        # DVC rewrites the files it moves into its cache: the new times would look, to Snakemake, like
+        # inputs updated after the outputs made from them
+        stamp(set(recorded) | set(to_commit))
     print(f"dvc.lock: recorded {len(to_commit)} stage(s) made from their present code, inputs and params"
           + (f"; {len(stale)} not recorded (stale or never made):" if stale else ""))
     for name, why in stale.items():
@@ -222,19 +225,14 @@ def keep_current_pulled(params: dict) -> dict[str, str]:
     """After `dvc pull`: outputs whose dvc.lock entry matches the workspace are stamped in graph order
     (Snakemake's mtime check then agrees); stale ones are removed from the workspace (they stay in DVC's
     cache) so that neither engine takes them as current. Returns the stale instances and why."""
-    lock, stale, stamp = lock_entries(), {}, 0
-    import time
-
-    now = time.time()
+    lock, stale, current = lock_entries(), {}, set()
     for stage, w in instances():
         name = stage.instance_name(**w)
         memo: dict = {}  # outputs removed above change what later instances see
         st, outs = state(stage, w, params, memo), outputs(stage, w, memo)
         entry = lock.get(name)
         if outs is not None and entry and _same(entry["state"], st) and entry["outs"] == outs:
-            stamp += 1
-            for p in products(stage, w):
-                _touch(Path(p), now + stamp)
+            current.add(name)
             continue
         stale[name] = _why(entry, st, outs)
         for p in products(stage, w):
@@ -243,7 +241,21 @@ def keep_current_pulled(params: dict) -> dict[str, str]:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+    stamp(current)
     return stale
+
+
+def stamp(names: set[str]) -> None:
+    """Give the outputs of these instances modification times in the graph's order, a millisecond apart,
+    the last one now (never in the future: a file edited next must look newer)."""
+    import time
+
+    everything = instances()
+    start = time.time() - len(everything) * 1e-3
+    for i, (stage, w) in enumerate(everything):
+        if stage.instance_name(**w) in names:
+            for p in products(stage, w):
+                _touch(Path(p), start + i * 1e-3)
 
 
 def _touch(path: Path, t: float) -> None:

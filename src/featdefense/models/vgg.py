@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import vgg16
 
 # Index of each ReLU in torchvision's vgg16().features.
 LAYERS = {
@@ -22,6 +21,8 @@ PREPROCESSING = {
 
 
 def vgg16_features() -> nn.Sequential:
+    from torchvision.models import vgg16  # here, not at the top: importing torchvision costs every stage ~1 s
+
     features = vgg16(weights=None).features
     for m in features:
         if isinstance(m, nn.ReLU):
