@@ -91,7 +91,7 @@ def test_download_over_a_url_prefix(tmp_path):
 
 def test_missing_local_file_names_the_source_option(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(sources.DownloadError, match="download.mnist.source"):
+    with pytest.raises(sources.DownloadError, match="sources.local.yaml"):
         sources.fetch("mnist", "train-images-idx3-ubyte.gz", str(tmp_path / "empty"), tmp_path / "out", {})
 
 

@@ -1,6 +1,7 @@
 """The defence interface, and the baselines training on tiny data."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import h5py
@@ -9,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from featdefense import locations
 from featdefense.defences import DEFENCES, defended_model
 from featdefense.models import Target
 from featdefense.stages import attack, train_target
@@ -49,8 +51,10 @@ def tiny_inputs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("tiny")
     fixtures.write_mnist(tmp / "src")
-    download.run({"download": {"mnist": {"source": str(tmp / "src"), "checksums": fixtures.md5s(tmp / "src")}}},
-                 {}, {"raw": tmp / "raw"}, "mnist")
+    locations.write({"mnist": str(tmp / "src")}, tmp / locations.LOCAL_FILE)
+    with contextlib.chdir(tmp):
+        download.run({"download": {"mnist": {"checksums": fixtures.md5s(tmp / "src")}}}, {}, {"raw": tmp / "raw"},
+                     "mnist")
     paths = {"raw": tmp / "raw", "prepared": tmp / "prepared.h5", "target": tmp / "target.pt",
              "fgsm": tmp / "fgsm.h5", "pgd": tmp / "pgd.h5"}
     prepare.run({}, {"raw": paths["raw"]}, {"prepared": paths["prepared"]}, "mnist")

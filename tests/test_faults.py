@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from featdefense import cli
+from featdefense import cli, locations
 from featdefense.io import ArtifactError, atomic_path, resolve_device, write_json
 from featdefense.stages.attack import in_halves_on_oom
 
@@ -44,10 +44,9 @@ def workdir(tmp_path, monkeypatch):
     ("attack", "attack: {pgd: {stepz: 3}}", ["attack.pgd", "unknown key", "stepz"]),
     ("train_denoiser", "device: gpu", ["device", "'gpu'", "cuda"]),
     ("train_denoiser", "denoiser: {train_on: [fgsm, deepfool]}", ["denoiser.train_on", "deepfool"]),
-    ("loss_net", "loss_net: {weights: file}", ["loss_net.file", "null"]),
-    ("loss_net", "loss_net: {weights: file, file: /no/such/vgg.pth, sha256: null}", ["/no/such/vgg.pth",
-                                                                                     "loss_net.sha256"]),
-    ("download", "download: {mnist: {source: ''}}", ["download.mnist.source"]),
+    ("loss_net", "loss_net: {weights: file}", ["loss_net.sha256", "null"]),
+    ("loss_net", "loss_net: {file: /no/such/vgg.pth}", ["loss_net", "unknown key", "file"]),
+    ("download", "download: {mnist: {source: /data/mnist}}", ["download.mnist", "unknown key", "source"]),
     ("download", "datasets: [svhn]", ["unknown key", "datasets"]),
 ])
 def test_bad_params_stop_a_stage_before_it_touches_anything(workdir, capsys, stage, edit, words):
@@ -96,7 +95,7 @@ def corrupt_source(project, name, data):
     if not src.exists():
         fixtures.write_mnist(src, 60, 20)
     (src / name).write_bytes(data)
-    set_param(project, "download.mnist.source", str(src))
+    locations.write({"mnist": str(src)}, project / locations.LOCAL_FILE)
     return src
 
 
@@ -122,7 +121,7 @@ CORRUPT_INPUTS = {
                                        ["t10k-labels-idx1-ubyte.gz", "checksum mismatch", "not kept"]),
     "download source without the file": (lambda p: (corrupt_source(p, "x", b"") / "train-images-idx3-ubyte.gz").unlink(),
                                          ["download", "--dataset", "mnist"],
-                                         ["train-images-idx3-ubyte.gz", "download.mnist.source"]),
+                                         ["train-images-idx3-ubyte.gz", "sources.local.yaml"]),
     "IDX file that is not gzip (checksum named)": (
         lambda p: write_bad_checksum_override(p, "train-labels-idx1-ubyte.gz", b"plain bytes"),
         ["download", "--dataset", "mnist"], None),

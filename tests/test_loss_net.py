@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from featdefense import FeatdefenseError
+from featdefense import FeatdefenseError, locations
 from featdefense.io import file_digest
 from featdefense.models.vgg import vgg16_features
 from featdefense.stages import loss_net
 
 
 def params(**cfg):
-    base = {"weights": "random", "file": None, "sha256": None, "preprocessing": "torchvision"}
+    base = {"weights": "random", "sha256": None, "preprocessing": "torchvision"}
     return {"seed": 3, "loss_net": {**base, **cfg}}
 
 
@@ -21,21 +21,23 @@ def test_random_weights_are_seeded_and_flagged(tmp_path):
 
 
 @pytest.mark.parametrize("prefix", ["", "features."])
-def test_a_local_file_is_pinned_by_sha256(tmp_path, prefix):
+def test_a_local_file_is_pinned_by_sha256(tmp_path, prefix, monkeypatch):
     torch.manual_seed(7)
     state = {prefix + k: v for k, v in vgg16_features().state_dict().items()}
     torch.save(state, tmp_path / "vgg.pth")
     sha = file_digest(tmp_path / "vgg.pth")
-    loss_net.run(params(weights="file", file=str(tmp_path / "vgg.pth"), sha256=sha, preprocessing="caffe"), {},
-                 {"loss_net": tmp_path / "out.pt"})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FeatdefenseError, match="loss_net in sources.local.yaml"):  # where is it?
+        loss_net.run(params(weights="file", sha256=sha), {}, {"loss_net": tmp_path / "out.pt"})
+    locations.write({"loss_net": str(tmp_path / "vgg.pth")})
+    loss_net.run(params(weights="file", sha256=sha, preprocessing="caffe"), {}, {"loss_net": tmp_path / "out.pt"})
     saved = torch.load(tmp_path / "out.pt", weights_only=True)
     assert torch.equal(saved["state_dict"]["0.weight"], state[prefix + "0.weight"])
     assert saved["meta"]["random"] is False and saved["meta"]["preprocessing"] == "caffe"
     assert str(tmp_path) not in str(saved["meta"])  # the same weights elsewhere give the same artifact
 
     with pytest.raises(FeatdefenseError, match="SHA-256 mismatch"):
-        loss_net.run(params(weights="file", file=str(tmp_path / "vgg.pth"), sha256="0" * 64), {},
-                     {"loss_net": tmp_path / "bad.pt"})
+        loss_net.run(params(weights="file", sha256="0" * 64), {}, {"loss_net": tmp_path / "bad.pt"})
     assert not (tmp_path / "bad.pt").exists()
 
 

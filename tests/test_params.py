@@ -118,7 +118,7 @@ def test_params_apply_validates_before_writing(tmp_path, capsys):
     assert load(params)["denoiser"]["epochs"] == 2
     text = params.read_text()
     assert "the paper's recipe" in text and "# Adam" in text  # comments survive
-    assert "file: null" in text
+    assert "sha256: null" in text
 
 
 def test_a_stage_command_refuses_invalid_params_before_computing(tmp_path, capsys, monkeypatch):

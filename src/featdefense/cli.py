@@ -28,6 +28,7 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str) -> None:
     label = stage.instance_name(**wildcards)
     log.info("stage %s: params %s", label, json.dumps(p, sort_keys=True))
     start = time.time()
+    runs.write_params_file(stage, wildcards, full)  # older than the outputs: Snakemake sees them current
     state = runs.state(stage, wildcards, full)
     made = runs.made_from(label, state)
     if made and runs.restore(made):

@@ -23,11 +23,12 @@ import shutil
 from pathlib import Path
 
 from . import params as params_mod
-from .io import atomic_path, environment, file_digest, write_json
+from .io import atomic_path, environment, file_digest, write_json, write_text
 from .pipeline import STAGES, Stage
 
 log = logging.getLogger(__name__)
 RUNS = Path(".featdefense/runs")
+PARAMS = Path(".featdefense/params")  # each instance's param values, a Snakemake input (see params_file)
 LOCK = Path("dvc.lock")
 CACHE = Path(".dvc/cache/files/md5")
 IGNORED = {".snakemake_timestamp"}  # Snakemake's marker in directory outputs; .dvcignore drops it too
@@ -68,11 +69,12 @@ def products(stage: Stage, wildcards: dict[str, str]) -> list[str]:
     return [p.format(**wildcards) for p in stage.products.values()]
 
 
-def state(stage: Stage, wildcards: dict[str, str], params: dict, memo: dict | None = None) -> dict:
+def state(stage: Stage, wildcards: dict[str, str], params: dict, memo: dict | None = None,
+          deps: bool = True) -> dict:
     memo = {} if memo is None else memo
-    deps = stage.code_paths + [p.format(**wildcards) for p in stage.deps.values()]
+    paths = stage.code_paths + [p.format(**wildcards) for p in stage.deps.values()] if deps else []
     return {"cmd": stage.cmd.format(**wildcards),
-            "deps": {d: md5(d, memo) for d in deps},
+            "deps": {d: md5(d, memo) for d in paths},
             "params": {k: params_mod.get(params, k) for k in stage.param_keys(**wildcards)}}
 
 
@@ -80,6 +82,29 @@ def outputs(stage: Stage, wildcards: dict[str, str], memo: dict | None = None) -
     """The MD5 of each output, or None when one is missing."""
     found = {p: md5(p, memo) for p in products(stage, wildcards)}
     return None if None in found.values() else found
+
+
+def params_file(stage: Stage, wildcards: dict[str, str] | None = None) -> str:
+    """The file holding the values of the params an instance reads (a template without wildcards).
+
+    Snakemake takes it as an input, so a param change reaches it as a newer input, the way a code or
+    data change does; its own params trigger is off (workflow/profiles/default), because it remembers
+    only what Snakemake ran and would call stale what DVC made."""
+    name = stage.instance_name(**(wildcards or {w: "{%s}" % w for w in stage.wildcards}))
+    return str(PARAMS / f"{name}.json")
+
+
+def write_params_file(stage: Stage, wildcards: dict[str, str], params: dict) -> None:
+    """Write an instance's params file, only when its values changed (its time is what Snakemake reads)."""
+    path = Path(params_file(stage, wildcards))
+    text = json.dumps(state(stage, wildcards, params, deps=False)["params"], indent=1, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        write_text(path, text)
+
+
+def write_params_files(params: dict) -> None:
+    for stage, w in instances():
+        write_params_file(stage, w, params)
 
 
 def state_key(st: dict) -> str:
@@ -225,6 +250,7 @@ def keep_current_pulled(params: dict) -> dict[str, str]:
     """After `dvc pull`: outputs whose dvc.lock entry matches the workspace are stamped in graph order
     (Snakemake's mtime check then agrees); stale ones are removed from the workspace (they stay in DVC's
     cache) so that neither engine takes them as current. Returns the stale instances and why."""
+    write_params_files(params)  # before the outputs' times: older than them
     lock, stale, current = lock_entries(), {}, set()
     for stage, w in instances():
         name = stage.instance_name(**w)

@@ -1,7 +1,7 @@
 rule attack:
     input: *stage_code("attack"), **stage_deps("attack")
     output: **stage_products("attack")
-    params: values=stage_params("attack"), command=stage_command("attack")
+    params: command=stage_command("attack")
     threads: stage_threads("attack")
     log: stage_log("attack")
     shell: SHELL

@@ -1,10 +1,11 @@
 # params.yaml is Snakemake's config; it is validated against the one schema before anything runs.
-from featdefense import params as fd_params, pipeline
+from featdefense import params as fd_params, pipeline, runs
 from snakemake.utils import validate
 
 fd_params.validate(config, "params.yaml")  # every problem, each with its key, value and what is allowed
 validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
 pipeline.check_dvc_yaml()  # both engines run the same graph: a defence module added needs dvc.yaml re-rendered
+runs.write_params_files(config)  # each instance's param values, rewritten only where they changed
 
 
 wildcard_constraints:
@@ -17,7 +18,9 @@ def stage_code(name):
 
 
 def stage_deps(name):
-    return pipeline.STAGES[name].deps
+    """Its input files, and the file of its param values: a param change makes that input newer."""
+    stage = pipeline.STAGES[name]
+    return {**stage.deps, "params": runs.params_file(stage)}
 
 
 REPORTED = ("data/reports/", "data/plots/", "data/metrics/")  # what `snakemake --report` shows
@@ -35,12 +38,6 @@ def stage_products(name):
         return path
 
     return {k: wrap(k, v) for k, v in stage.products.items()}
-
-
-def stage_params(name):
-    """The values of exactly the params the stage reads: a change to them reruns it (params trigger)."""
-    stage = pipeline.STAGES[name]
-    return lambda wildcards: fd_params.select(config, stage.param_keys(**dict(wildcards.items())))
 
 
 def stage_log(name):

@@ -1,7 +1,7 @@
 rule download:
     input: *stage_code("download"), **stage_deps("download")
     output: **stage_products("download")
-    params: values=stage_params("download"), command=stage_command("download")
+    params: command=stage_command("download")
     threads: stage_threads("download")
     log: stage_log("download")
     shell: SHELL
@@ -10,7 +10,7 @@ rule download:
 rule prepare:
     input: *stage_code("prepare"), **stage_deps("prepare")
     output: **stage_products("prepare")
-    params: values=stage_params("prepare"), command=stage_command("prepare")
+    params: command=stage_command("prepare")
     threads: stage_threads("prepare")
     log: stage_log("prepare")
     shell: SHELL

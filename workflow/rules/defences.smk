@@ -1,7 +1,7 @@
 rule loss_net:
     input: *stage_code("loss_net"), **stage_deps("loss_net")
     output: **stage_products("loss_net")
-    params: values=stage_params("loss_net"), command=stage_command("loss_net")
+    params: command=stage_command("loss_net")
     threads: stage_threads("loss_net")
     log: stage_log("loss_net")
     shell: SHELL
@@ -10,7 +10,7 @@ rule loss_net:
 rule train_denoiser:
     input: *stage_code("train_denoiser"), **stage_deps("train_denoiser")
     output: **stage_products("train_denoiser")
-    params: values=stage_params("train_denoiser"), command=stage_command("train_denoiser")
+    params: command=stage_command("train_denoiser")
     threads: stage_threads("train_denoiser")
     log: stage_log("train_denoiser")
     shell: SHELL
@@ -23,7 +23,7 @@ for defence_stage in pipeline.defence_training_stages():
         name: defence_stage
         input: *stage_code(defence_stage), **stage_deps(defence_stage)
         output: **stage_products(defence_stage)
-        params: values=stage_params(defence_stage), command=stage_command(defence_stage)
+        params: command=stage_command(defence_stage)
         threads: stage_threads(defence_stage)
         log: stage_log(defence_stage)
         shell: SHELL

@@ -4,7 +4,7 @@ for evaluation_stage in pipeline.evaluation_stages():
         name: evaluation_stage
         input: *stage_code(evaluation_stage), **stage_deps(evaluation_stage)
         output: **stage_products(evaluation_stage)
-        params: values=stage_params(evaluation_stage), command=stage_command(evaluation_stage)
+        params: command=stage_command(evaluation_stage)
         threads: stage_threads(evaluation_stage)
         log: stage_log(evaluation_stage)
         shell: SHELL
@@ -13,7 +13,7 @@ for evaluation_stage in pipeline.evaluation_stages():
 rule report:
     input: *stage_code("report"), **stage_deps("report")
     output: **stage_products("report")
-    params: values=stage_params("report"), command=stage_command("report")
+    params: command=stage_command("report")
     threads: stage_threads("report")
     log: stage_log("report")
     shell: SHELL
