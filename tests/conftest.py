@@ -31,6 +31,7 @@ RUN_STATE = ("dvc.lock", "params.yaml")
 
 # The tiny configuration: every stage runs in seconds on the fixtures.
 TINY = {
+    "threads": 1,  # two stages at once on 2 cores
     "target": {"epochs": 4, "batch_size": 32},
     "attack": {"train_size": None, "test_size": None, "batch_size": 64, "pgd": {"steps": 10}},
     "loss_net": {"weights": "random"},
@@ -93,9 +94,42 @@ def sh(project: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
+def copy_project(built: Path, dest: Path) -> Path:
+    """A copy of a built project, with its DVC cache, Snakemake's metadata, run records and file times:
+    what a test that changes things starts from, leaving the session's build as it was."""
+    shutil.copytree(built, dest, symlinks=True)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def raw_fixtures(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("raw")
     fixtures.write_mnist(raw / "mnist")
     fixtures.write_cifar10(raw / "cifar10")
     return raw
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, raw_fixtures) -> dict[str, Path]:
+    """The tiny pipeline built once per session by each engine, from its own copy of the project, both at
+    once (DVC runs one stage at a time; Snakemake two). Tests read these or copy them (copy_project)."""
+    projects = {engine: make_project(tmp_path_factory.mktemp(f"{engine}-built"), raw_fixtures)
+                for engine in ("snakemake", "dvc")}
+    dvc = subprocess.Popen(["dvc", "repro"], cwd=projects["dvc"], env=env_for(projects["dvc"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        sh(projects["snakemake"], "snakemake", "--cores", "2", "all")
+    finally:
+        out = dvc.communicate()[0]
+    assert dvc.returncode == 0, f"dvc repro failed:\n{out}"
+    return projects
+
+
+@pytest.fixture
+def snakemake_copy(built, tmp_path) -> Path:
+    return copy_project(built["snakemake"], tmp_path / "snakemake")
+
+
+@pytest.fixture
+def dvc_copy(built, tmp_path) -> Path:
+    return copy_project(built["dvc"], tmp_path / "dvc")

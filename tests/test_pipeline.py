@@ -1,4 +1,7 @@
-"""The whole pipeline on tiny canonical-format fixtures, through both engines, from temporary copies."""
+"""The whole pipeline on tiny canonical-format fixtures, through both engines.
+
+The session builds it once per engine (conftest.built); a test that changes anything works on its own
+copy (snakemake_copy, dvc_copy)."""
 from __future__ import annotations
 
 import json
@@ -12,33 +15,22 @@ import pytest
 import torch
 import yaml
 
+from featdefense import locations
 from featdefense.defences import DEFENCES
+from featdefense.io import read_dvc_lock
 from featdefense.pipeline import STAGES, final_products
 
-from .conftest import TINY, make_project, set_param, sh
+from . import fixtures
+from .conftest import TINY, set_param, sh
+from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_the_truth, dvc_stale,
+                    snakemake_jobs, stale_in_themselves)
 
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
-FIRST_LOCK = "dvc.lock.first-run"
 METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "whitebox_pgd_cascade", "robustness", "data",
                "target", "attacks"}
 EVALUATIONS = {f"evaluate_{name}" for name in DEFENCES}
-
-
-@pytest.fixture(scope="module")
-def snakemake_project(tmp_path_factory, raw_fixtures):
-    project = make_project(tmp_path_factory.mktemp("snakemake"), raw_fixtures)
-    sh(project, "snakemake", "--cores", "4", "all")
-    shutil.copy(project / "dvc.lock", project / FIRST_LOCK)  # as the first run left it
-    return project
-
-
-@pytest.fixture(scope="module")
-def dvc_project(tmp_path_factory, raw_fixtures):
-    project = make_project(tmp_path_factory.mktemp("dvc"), raw_fixtures)
-    sh(project, "dvc", "repro")
-    shutil.copy(project / "dvc.lock", project / FIRST_LOCK)
-    return project
+INSTANCES = {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
 
 
 def check_artifacts(project) -> None:
@@ -100,124 +92,173 @@ def check_artifacts(project) -> None:
     for baseline in ("madry", "hgd"):  # the baselines trained on the tiny data, one log row per epoch
         log = pd.read_csv(project / f"data/plots/mnist/{baseline}_train.csv")
         assert list(log["epoch"]) == [1] and np.isfinite(log.drop(columns="epoch").to_numpy()).all()
-    # every HDF5 and model file tells where it came from, even found alone
-    for path in project.glob("data/**/*.h5"):
-        with h5py.File(path) as f:
-            prov = json.loads(f.attrs["provenance"])
-        assert {"stage", "params", "inputs", "featdefense_version"} <= set(prov), path
+    # every HDF5 and model file tells where it came from, and with what software, even found alone
+    for path in [*project.glob("data/**/*.h5"), *project.glob("data/**/*.pt")]:
+        prov = (json.loads(h5py.File(path).attrs["provenance"]) if path.suffix == ".h5"
+                else torch.load(path, weights_only=True)["meta"])
+        assert {"stage", "params", "inputs", "featdefense_version", "environment"} <= set(prov), path
+        assert prov["environment"]["torch"] == str(torch.__version__) and prov["environment"]["device"] == "cpu"
         assert all(len(i["sha256"]) == 64 for i in prov["inputs"].values())
-    for path in project.glob("data/models/**/*.pt"):
-        meta = torch.load(path, weights_only=True)["meta"]
-        assert {"stage", "params", "inputs", "featdefense_version"} <= set(meta), path
 
 
-def snakemake_plan(project) -> dict[str, int]:
-    """Rule -> number of jobs that `snakemake -n all` would run."""
-    out = sh(project, "snakemake", "-n", "all").stdout
-    table = out.split("Job stats:")[1] if "Job stats:" in out else ""
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
-    jobs.pop("total", None)
-    jobs.pop("all", None)
-    return {k: int(v) for k, v in jobs.items()}
+def plan(project, target: str = "all") -> dict[str, int]:
+    """Stage -> number of jobs `snakemake -n target` would run."""
+    counts: dict[str, int] = {}
+    for instance in snakemake_jobs(project, target):
+        counts[instance.split("@")[0]] = counts.get(instance.split("@")[0], 0) + 1
+    return counts
 
 
 def dvc_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-DENOISER_AND_DOWNSTREAM = {"train_denoiser", "evaluate_ours", "report"}
-HGD_AND_DOWNSTREAM = {"train_hgd", "evaluate_hgd", "report"}
+def computed(project, since: int = 0) -> set[str]:
+    """Instances whose stage command computed (was not restored) after the first `since` timing lines."""
+    rows = [json.loads(line) for line in (project / "logs/timings.jsonl").read_text().splitlines()[since:]]
+    return {r["stage"] for r in rows if not r["restored"]}
 
 
-def test_snakemake_builds_every_artifact(snakemake_project):
-    check_artifacts(snakemake_project)
+def timing_lines(project) -> int:
+    return len((project / "logs/timings.jsonl").read_text().splitlines())
 
 
-def test_snakemake_run_is_recorded_in_dvc_lock_and_pushes(snakemake_project):
-    status = sh(snakemake_project, "dvc", "status", "--json").stdout
-    assert json.loads(status) == {}
-    sh(snakemake_project, "dvc", "push")
-    assert snakemake_plan(snakemake_project) == {}
+def both(*stages: str) -> set[str]:
+    return {f"{s}@{ds}" for s in stages for ds in DATASETS}
 
 
-def test_snakemake_reruns_only_what_a_param_change_touches(snakemake_project):
-    set_param(snakemake_project, "defences.hgd.epochs", 2)  # a baseline's recipe: nothing of ours reruns
-    assert snakemake_plan(snakemake_project) == dict.fromkeys(HGD_AND_DOWNSTREAM, 2)
-    set_param(snakemake_project, "denoiser.epochs", 2)
-    assert snakemake_plan(snakemake_project) == dict.fromkeys(HGD_AND_DOWNSTREAM | DENOISER_AND_DOWNSTREAM, 2)
-    set_param(snakemake_project, "attack.pgd.steps", 5)
-    plan = snakemake_plan(snakemake_project)
-    assert plan == {"attack": 2, "train_denoiser": 2, "train_hgd": 2, **dict.fromkeys(EVALUATIONS, 2), "report": 2}
+DENOISER_AND_DOWNSTREAM = ("train_denoiser", "evaluate_ours", "report")
+HGD_AND_DOWNSTREAM = ("train_hgd", "evaluate_hgd", "report")
 
 
-def test_dvc_repro_builds_every_artifact(dvc_project):
-    check_artifacts(dvc_project)
-    assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}
+def test_snakemake_builds_every_artifact_and_records_exactly_that(built):
+    project = built["snakemake"]
+    check_artifacts(project)
+    assert set(read_dvc_lock(project / "dvc.lock")) == INSTANCES
+    assert check_lock_tells_the_truth(project) >= len(INSTANCES)
+    assert dvc_stale(project) == set() and snakemake_jobs(project) == {}
+    check_lineage_agrees(project)
 
 
-def test_dvc_repro_reruns_only_what_a_param_change_touches(dvc_project):
-    set_param(dvc_project, "denoiser.epochs", 2)
-    ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
-    assert ran == {f"{stage}@{ds}" for stage in DENOISER_AND_DOWNSTREAM for ds in DATASETS}
-    set_param(dvc_project, "defences.hgd.lr", 0.002)  # a baseline's recipe: nothing of ours reruns
-    ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
-    assert ran == {f"{stage}@{ds}" for stage in HGD_AND_DOWNSTREAM for ds in DATASETS}
-    set_param(dvc_project, "report.examples", 4)
-    ran = dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
-    assert ran == {f"report@{ds}" for ds in DATASETS}
+def test_dvc_repro_builds_every_artifact(built):
+    project = built["dvc"]
+    check_artifacts(project)
+    assert check_lock_tells_the_truth(project) >= len(INSTANCES)
+    check_engines_agree(project)  # what DVC made, Snakemake takes as current: nothing to do for either
+    assert dvc_stale(project) == set()
 
 
-def test_both_engines_run_the_same_commands_on_the_same_files(snakemake_project, dvc_project):
-    names = {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
-    locks = [yaml.safe_load((p / FIRST_LOCK).read_text())["stages"] for p in (snakemake_project, dvc_project)]
-    assert set(locks[0]) == set(locks[1]) == names
-    for name in names:  # same deps, params and outs recorded, whichever engine ran the stage
-        for key in ("deps", "outs"):
-            assert [e["path"] for e in locks[0][name].get(key, [])] == [e["path"] for e in locks[1][name].get(key, [])]
-        assert locks[0][name].get("params", {}).keys() == locks[1][name].get("params", {}).keys()
-    # both ran from the same params and seed on CPU: byte-identical artifacts
-    hashes = [{o["path"]: o["md5"] for s in lock.values() for o in s.get("outs", [])} for lock in locks]
-    assert hashes[0] == hashes[1]
+def test_both_engines_run_the_same_commands_on_the_same_files(built):
+    locks = [read_dvc_lock(built[engine] / "dvc.lock") for engine in ("snakemake", "dvc")]
+    assert set(locks[0]) == set(locks[1]) == INSTANCES
+    for name in INSTANCES:  # the same command, code, inputs, params and outputs, byte for byte
+        assert locks[0][name] == locks[1][name], name
     snakemake_cmds = set(re.findall(r"^Shell command: (featdefense run .*?) > logs/", sh(
-        snakemake_project, "snakemake", "-n", "-p", "--forceall", "all").stdout, flags=re.M))
-    dvc_cmds = {lock["cmd"] for lock in locks[1].values()}
-    assert snakemake_cmds == dvc_cmds and len(dvc_cmds) == len(names)
+        built["snakemake"], "snakemake", "-n", "-p", "--forceall", "all").stdout, flags=re.M))
+    assert snakemake_cmds == {lock["cmd"] for lock in locks[1].values()} and len(snakemake_cmds) == len(INSTANCES)
 
 
-def test_snakemake_report_collects_tables_plots_and_figures(snakemake_project):
-    sh(snakemake_project, "snakemake", "--report", "report.html", "all")
-    html = (snakemake_project / "report.html").read_text(errors="replace")
+def test_a_partial_snakemake_run_records_only_what_it_made(snakemake_copy):
+    project = snakemake_copy
+    lock_before = read_dvc_lock(project / "dvc.lock")
+    set_param(project, "denoiser.epochs", 2)
+    set_param(project, "report.examples", 8)
+    since = timing_lines(project)
+    sh(project, "snakemake", "--cores", "2", "data/reports/mnist/table.md")
+    assert computed(project, since) == {"train_denoiser@mnist", "evaluate_ours@mnist", "report@mnist"}
+    lock = read_dvc_lock(project / "dvc.lock")
+    for name in ("train_denoiser@cifar10", "evaluate_ours@cifar10", "report@cifar10"):
+        assert lock[name] == lock_before[name], f"{name} was not remade, yet dvc.lock changed"
+    assert lock["train_denoiser@mnist"]["params"]["params.yaml"]["denoiser"]["epochs"] == 2
+    # what it did not make is stale to both engines, for the same reason
+    assert check_engines_agree(project) == {"train_denoiser@cifar10", "report@cifar10"}
+    check_lock_tells_the_truth(project)
+    check_lineage_agrees(project)
+    cifar = json.loads(sh(project, "featdefense", "lineage", "--json", "data/models/cifar10/denoiser.pt").stdout)
+    assert cifar["artifact"]["params"]["denoiser"]["epochs"] == 1
+    assert torch.load(project / "data/models/cifar10/denoiser.pt", weights_only=True)["meta"]["params"][
+        "denoiser"]["epochs"] == 1
+    status = sh(project, "featdefense", "status").stdout
+    assert "train_denoiser@cifar10: stale, changed: params denoiser" in status
+
+
+def test_snakemake_reruns_only_what_a_param_change_touches(snakemake_copy):
+    set_param(snakemake_copy, "defences.hgd.epochs", 2)  # a baseline's recipe: nothing of ours reruns
+    assert plan(snakemake_copy) == dict.fromkeys(HGD_AND_DOWNSTREAM, 2)
+    set_param(snakemake_copy, "denoiser.epochs", 2)
+    assert plan(snakemake_copy) == dict.fromkeys(HGD_AND_DOWNSTREAM + DENOISER_AND_DOWNSTREAM, 2)
+    set_param(snakemake_copy, "attack.pgd.steps", 5)
+    assert plan(snakemake_copy) == {"attack": 2, "train_denoiser": 2, "train_hgd": 2, **dict.fromkeys(EVALUATIONS, 2),
+                                    "report": 2}
+    check_engines_agree(snakemake_copy)
+
+
+def test_dvc_repro_reruns_only_what_a_param_change_touches(dvc_copy):
+    set_param(dvc_copy, "denoiser.epochs", 2)
+    assert dvc_ran(sh(dvc_copy, "dvc", "repro").stdout) == both(*DENOISER_AND_DOWNSTREAM)
+    set_param(dvc_copy, "defences.hgd.lr", 0.002)  # a baseline's recipe: nothing of ours reruns
+    assert dvc_ran(sh(dvc_copy, "dvc", "repro").stdout) == both(*HGD_AND_DOWNSTREAM)
+    set_param(dvc_copy, "report.examples", 4)
+    assert dvc_ran(sh(dvc_copy, "dvc", "repro").stdout) == both("report")
+    assert check_engines_agree(dvc_copy) == set()  # DVC's runs are current to Snakemake too
+    check_lock_tells_the_truth(dvc_copy)
+
+
+def test_snakemake_report_collects_tables_plots_and_figures(snakemake_copy):
+    sh(snakemake_copy, "snakemake", "--report", "report.html", "all")
+    html = (snakemake_copy / "report.html").read_text(errors="replace")
     for name in ("examples.png", "feature_noise.png", "robustness.png", "table.csv", "evaluate_ours.json",
                  "evaluate_madry.json", "denoiser_train.csv", "madry_train.csv", "hgd_train.csv"):
         assert name in html
 
 
-def test_push_then_pull_into_a_fresh_clone_has_nothing_to_run(snakemake_project, tmp_path_factory):
-    remote = tmp_path_factory.mktemp("remote")
-    sh(snakemake_project, "dvc", "remote", "modify", "local", "url", str(remote))
-    sh(snakemake_project, "dvc", "push")
-    clone = tmp_path_factory.mktemp("clone")
-    for f in sh(snakemake_project, "git", "ls-files", "--others", "--cached", "--exclude-standard").stdout.split():
-        if (snakemake_project / f).is_file() and not f.startswith(("data/", "logs/", ".snakemake/")):
-            (clone / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(snakemake_project / f, clone / f)
-    sh(clone, "git", "init", "-q")
-    assert not (clone / "data/metrics").exists()
-    sh(clone, "featdefense", "pull")
-    assert json.loads(sh(clone, "dvc", "status", "--json").stdout) == {}
-    assert snakemake_plan(clone) == {}
+def fresh_clone(project, dest):
+    """What `git clone` of the project gives: its tracked files, dvc.lock and params.yaml; no data."""
+    for f in sh(project, "git", "ls-files", "--others", "--cached", "--exclude-standard").stdout.split():
+        if (project / f).is_file() and not f.startswith(("data/", "logs/", ".snakemake/")):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(project / f, dest / f)
+    sh(dest, "git", "init", "-q")
+    return dest
+
+
+def test_push_then_pull_keeps_what_is_current_and_names_what_is_stale(snakemake_copy, tmp_path):
+    project = snakemake_copy
+    sh(project, "dvc", "remote", "modify", "local", "url", str(tmp_path / "remote"))
+    sh(project, "dvc", "push")
+    clone = fresh_clone(project, tmp_path / "clone")
+    assert not (clone / "data").exists() and not (clone / locations.LOCAL_FILE).exists()
+    lock = (clone / "dvc.lock").read_bytes()
+    out = sh(clone, "featdefense", "pull").stdout
+    assert f"{len(INSTANCES)} stage(s) current" in out and "stale" not in out
+    assert (clone / "dvc.lock").read_bytes() == lock  # pulling records nothing
+    assert dvc_stale(clone) == set() and snakemake_jobs(clone) == {}
     for ds in DATASETS:
         path = f"data/metrics/{ds}/evaluate_ours.json"
-        assert (clone / path).read_bytes() == (snakemake_project / path).read_bytes()
+        assert (clone / path).read_bytes() == (project / path).read_bytes()
+    check_lock_tells_the_truth(clone)
+    check_lineage_agrees(clone)
+
+    # a colleague whose params differ from the pulled dvc.lock: the pull says what is stale, never marks it
+    second = fresh_clone(project, tmp_path / "second")
+    set_param(second, "denoiser.epochs", 3)
+    out = sh(second, "featdefense", "pull").stdout
+    assert "train_denoiser@mnist: changed: params denoiser" in out
+    assert not (second / "data/models/mnist/denoiser.pt").exists()  # in DVC's cache, not taken as current
+    assert (second / "dvc.lock").read_bytes() == lock
+    assert check_engines_agree(second) == both("train_denoiser", "evaluate_ours", "report")
 
 
-def test_lineage_traces_a_metric_back_to_the_downloaded_files(dvc_project):
-    tree = json.loads(sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json",
+def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(dvc_copy):
+    sh(dvc_copy, "git", "add", "-A")
+    sh(dvc_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    tree = json.loads(sh(dvc_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json",
                          "--json").stdout)
     node = tree["artifact"]
     assert node["stage"] == "evaluate_ours@mnist"
     assert set(node["params"]) == {"seed", "device", "threads", "attack.fgsm", "attack.pgd", "whitebox", "robustness"}
     assert node["params"]["whitebox"]["step_sizes"] == [0.1, 0.01]
+    assert node["environment"]["torch"] == str(torch.__version__) and node["environment"]["device"] == "cpu"
     stages, downloads = {}, []
 
     def walk(n):
@@ -230,36 +271,57 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files(dvc_project):
     walk(node)
     assert {"train_denoiser@mnist", "loss_net", "attack@mnist-pgd", "train_target@mnist", "prepare@mnist",
             "download@mnist"} <= set(stages)
-    assert stages["train_denoiser@mnist"]["params"]["denoiser"]["epochs"] >= 1
+    assert stages["train_denoiser@mnist"]["params"]["denoiser"]["epochs"] == TINY["denoiser"]["epochs"]
     assert any(c["path"] == "src/featdefense/stages/train_denoiser.py" for c in stages["train_denoiser@mnist"]["code"])
     assert set(downloads[0]["files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
-    assert "commit" in tree["git"]
-    text = sh(dvc_project, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json").stdout
-    assert "made by download@mnist" in text and "NOT canonical" in text
+    head = sh(dvc_copy, "git", "rev-parse", "HEAD").stdout.strip()
+    assert tree["git"] == {"commit": head, "uncommitted_changes": False}
+    text = sh(dvc_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json").stdout
+    assert "made by download@mnist" in text and "NOT canonical" in text and f"torch {torch.__version__}" in text
 
 
-def test_a_code_edit_that_computes_the_same_reruns_one_stage_only(dvc_project):
-    code = dvc_project / "src/featdefense/stages/train_target.py"
-    code.write_text(code.read_text() + "\n# a comment changes the code's hash, not what it computes\n")
-    out = sh(dvc_project, "dvc", "repro").stdout
-    assert dvc_ran(out) == {"train_target@mnist", "train_target@cifar10"}
-    assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}
+def test_a_comment_only_code_edit_recomputes_one_stage_under_either_engine(built, tmp_path):
+    from .conftest import copy_project
+
+    for engine, run in (("dvc", ["dvc", "repro"]), ("snakemake", ["snakemake", "--cores", "2", "all"])):
+        project = copy_project(built[engine], tmp_path / engine)
+        code = project / "src/featdefense/stages/train_target.py"
+        code.write_text(code.read_text() + "\n# a comment changes the code's hash, not what it computes\n")
+        since = timing_lines(project)
+        sh(project, *run)
+        assert computed(project, since) == both("train_target"), engine  # the rest: the same bytes, not rerun
+        assert check_engines_agree(project) == set()
+        check_lock_tells_the_truth(project)
 
 
-def test_reverting_a_param_restores_outputs_from_the_run_cache(dvc_project):
-    set_param(dvc_project, "target.lr", 0.002)
-    assert "train_target@mnist" in dvc_ran(sh(dvc_project, "dvc", "repro").stdout)
-    set_param(dvc_project, "target.lr", TINY["target"].get("lr", 0.001))
-    out = sh(dvc_project, "dvc", "repro").stdout
-    assert dvc_ran(out) == set()  # no stage command ran again
-    assert "train_target@mnist' is cached" in out
-    assert json.loads(sh(dvc_project, "dvc", "status", "--json").stdout) == {}
+def test_reverting_a_param_restores_outputs_from_the_cache_under_either_engine(built, tmp_path):
+    from .conftest import copy_project
+
+    for engine, run in (("dvc", ["dvc", "repro"]), ("snakemake", ["snakemake", "--cores", "2", "all"])):
+        project = copy_project(built[engine], tmp_path / engine)
+        before = (project / "data/metrics/mnist/evaluate_madry.json").read_bytes()
+        set_param(project, "defences.madry.lr", 0.002)
+        sh(project, *run)
+        set_param(project, "defences.madry.lr", TINY["defences"]["madry"].get("lr", 0.001))
+        since = timing_lines(project)
+        out = sh(project, *run).stdout
+        assert computed(project, since) == set(), engine  # no stage command computed again
+        if engine == "dvc":
+            assert dvc_ran(out) == set() and "train_madry@mnist' is cached" in out
+        assert (project / "data/metrics/mnist/evaluate_madry.json").read_bytes() == before
+        assert check_engines_agree(project) == set()
 
 
-def test_snakemake_reruns_a_stage_and_all_downstream_after_a_code_edit(snakemake_project):
-    # Snakemake's mtime trigger has no content hashes: unlike DVC it cannot tell that outputs stayed the same
-    code = snakemake_project / "src/featdefense/stages/train_target.py"
-    code.write_text(code.read_text() + "\n# a comment\n")
-    assert snakemake_plan(snakemake_project) == {"train_target": 2, "attack": 4, "train_denoiser": 2, "train_hgd": 2,
-                                                 **dict.fromkeys(EVALUATIONS, 2), "report": 2}
+def test_moving_the_data_source_reruns_nothing_and_a_checksum_change_reruns_everything_below(snakemake_copy,
+                                                                                              raw_fixtures):
+    project = snakemake_copy
+    moved = project.parent / "moved-raw"
+    shutil.copytree(raw_fixtures, moved)
+    locations.write({ds: str(moved / ds) for ds in DATASETS}, project / locations.LOCAL_FILE)
+    assert snakemake_jobs(project) == {} and dvc_stale(project) == set()
+    set_param(project, "download.mnist.checksums", {**fixtures.md5s(raw_fixtures / "mnist"),
+                                                    "t10k-labels-idx1-ubyte.gz": "0" * 32})
+    jobs = snakemake_jobs(project)
+    assert stale_in_themselves(jobs) == {"download@mnist"} == dvc_stale(project)
+    assert set(jobs) == {i for i in INSTANCES if i.endswith("@mnist") or "@mnist-" in i}

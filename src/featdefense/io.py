@@ -112,6 +112,17 @@ def provenance(stage: str, params: dict, inputs: dict[str, str | Path]) -> dict:
     }
 
 
+def read_dvc_lock(path: str | Path) -> dict:
+    """dvc.lock's stages ({} when there is none), read as DVC writes it: YAML 1.2 (PyYAML, a YAML 1.1
+    reader, would take 1e-05 for a string)."""
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return (YAML(typ="safe", pure=True).load(path.read_text()) or {}).get("stages", {})
+
+
 # -- HDF5 -------------------------------------------------------------------------------------------
 
 def open_h5(path: str | Path):

@@ -1,21 +1,20 @@
 """Where an artifact came from, read from dvc.lock: the stage that made it, the exact param values
-it read, the hashes of its code and inputs, recursively up to the downloaded files, and the git commit."""
+it read, the hashes of its code and inputs, the software and device that made it, recursively up to
+the downloaded files, and the git commit."""
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from . import FeatdefenseError
-from .io import file_digest
+from .io import file_digest, read_dvc_lock
 
 
 def _lock(path: Path) -> dict:
     if not path.is_file():
         raise FeatdefenseError(f"{path}: missing: run the pipeline (dvc repro or snakemake) first")
-    return yaml.safe_load(path.read_text()).get("stages", {})
+    return read_dvc_lock(path)
 
 
 def _producers(stages: dict) -> dict[str, tuple[str, dict]]:
@@ -29,6 +28,35 @@ def _git_commit(root: Path) -> dict:
 
     return {"commit": git("rev-parse", "HEAD"),
             "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def provenance_of(path: Path, name: str | None = None) -> dict | None:
+    """The provenance a model or HDF5 file carries inside itself (None for other files). `name`: the
+    artifact's own name, when `path` is its copy in DVC's cache."""
+    from .io import h5_attrs_json, load_model_file, open_h5
+
+    suffix = Path(name or path).suffix
+    if suffix == ".pt":
+        return load_model_file(path)["meta"]
+    if suffix == ".h5":
+        with open_h5(path) as f:
+            return h5_attrs_json(f)
+    return None
+
+
+def _made_with(root: Path, instance: str, path: str, md5: str | None) -> dict | None:
+    """The software and device that made the version of `path` dvc.lock names: from the provenance inside
+    it (its copy in DVC's cache), else from this machine's run record of it; None when neither is here."""
+    cached = root / ".dvc/cache/files/md5" / (md5 or "")[:2] / (md5 or "")[2:]
+    if md5 and cached.is_file():
+        prov = provenance_of(cached, path)
+        if prov and "environment" in prov:
+            return prov["environment"]
+    for record in sorted((root / ".featdefense/runs" / instance).glob("*.json")):
+        rec = json.loads(record.read_text())
+        if rec["outs"].get(path) == md5:
+            return rec["environment"]
+    return None
 
 
 def trace(artifact: str, root: Path = Path("."), lock: str = "dvc.lock") -> dict:
@@ -46,6 +74,7 @@ def trace(artifact: str, root: Path = Path("."), lock: str = "dvc.lock") -> dict
         if full.is_file() and file_digest(full, "md5") != out.get("md5"):
             entry["warning"] = "the file in the workspace differs from what dvc.lock recorded"
         entry["params"] = {k: v for f in s.get("params", {}).values() for k, v in f.items()}
+        entry["environment"] = _made_with(root, name, path, out.get("md5"))
         entry["code"] = [{"path": d["path"], "md5": d.get("md5")} for d in s.get("deps", [])
                          if d["path"] not in producers]
         entry["inputs"] = [node(d["path"]) for d in s.get("deps", []) if d["path"] in producers]
@@ -79,6 +108,10 @@ def render(tree: dict) -> str:
         lines.append(f"{pad}  made by {n['stage']}: {n['cmd']}")
         for key, value in n["params"].items():
             lines.append(f"{pad}  param {key} = {json.dumps(value, sort_keys=True)}")
+        env = n.get("environment")
+        lines.append(f"{pad}  made with " + (", ".join(f"{k} {v}" for k, v in env.items()) if env else
+                                             "software not recorded here (no provenance inside it, no run record on "
+                                             "this machine)"))
         for c in n["code"]:
             lines.append(f"{pad}  code {c['path']}  md5 {c['md5']}")
         for name, f in n.get("files", {}).items():

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from . import params as params_mod
-from .io import atomic_path, environment, file_digest, write_json, write_text
+from .io import atomic_path, environment, file_digest, read_dvc_lock, write_json, write_text
 from .pipeline import STAGES, Stage
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,8 @@ def local_record(instance: str, st: dict) -> dict | None:
 
 def lock_entries(lock: Path = LOCK) -> dict[str, dict]:
     """dvc.lock's entries as records: {instance: {"state": ..., "outs": ...}}."""
-    if not lock.is_file():
-        return {}
-    from ruamel.yaml import YAML  # YAML 1.2, as DVC writes it: PyYAML would read 1e-05 as a string
-
     entries = {}
-    for name, s in (YAML(typ="safe", pure=True).load(lock.read_text()) or {}).get("stages", {}).items():
+    for name, s in read_dvc_lock(lock).items():
         params = {k: v for f in (s.get("params") or {}).values() for k, v in f.items()}
         entries[name] = {"state": {"cmd": s.get("cmd"), "deps": {d["path"]: d.get("md5") for d in s.get("deps", [])},
                                    "params": params},

@@ -1,0 +1,143 @@
+"""What must hold after anything either engine does, checked from the outside.
+
+- dvc.lock says of each stage instance only what happened: the params and input hashes it records are
+  the ones stored inside the outputs it names (their provenance, read from DVC's cache), or in the run
+  record of a stage that made exactly those outputs.
+- The engines agree on which instances are stale in themselves: `dvc status` names the same ones as
+  `snakemake -n all` (leaving out jobs Snakemake would run only because an input is rebuilt first).
+- `featdefense lineage` of each artifact agrees with what the artifact says of itself, or warns.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from featdefense.io import read_dvc_lock
+from featdefense.lineage import provenance_of, trace
+from featdefense.pipeline import STAGES
+
+from .conftest import set_dotted, sh
+
+OTHER_JOB = "Input files updated by another job"
+
+
+def cached(project: Path, md5: str) -> Path:
+    return project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+
+
+def nested(dotted: dict) -> dict:
+    """{'attack.pgd': {...}, 'seed': 0} -> {'attack': {'pgd': {...}}, 'seed': 0}."""
+    tree: dict = {}
+    for key, value in dotted.items():
+        node = tree
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        set_dotted(tree, key, value)
+    return tree
+
+
+def lock_params(entry: dict) -> dict:
+    return {k: v for f in (entry.get("params") or {}).values() for k, v in f.items()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _input_sha256(project: Path, deps: dict[str, str], path: str) -> str:
+    """The SHA-256 of the version of an input that dvc.lock names (a file inside a directory input
+    through DVC's listing of that directory)."""
+    if path in deps:
+        return _sha256(cached(project, deps[path]))
+    for directory, h in deps.items():
+        if path.startswith(directory + "/") and h.endswith(".dir"):
+            listing = {e["relpath"]: e["md5"] for e in json.loads(cached(project, h).read_text())}
+            return _sha256(cached(project, listing[path[len(directory) + 1:]]))
+    raise AssertionError(f"{path}: read by the stage but not among the inputs dvc.lock records")
+
+
+def check_lock_tells_the_truth(project: Path) -> int:
+    """Every dvc.lock entry against its outputs' own provenance; returns how many outputs were checked."""
+    checked = 0
+    records = {}
+    for f in (project / ".featdefense/runs").glob("*/*.json"):
+        rec = json.loads(f.read_text())
+        records.setdefault(rec["instance"], []).append(rec)
+    for name, entry in read_dvc_lock(project / "dvc.lock").items():
+        deps = {d["path"]: d["md5"] for d in entry.get("deps", [])}
+        outs = {o["path"]: o["md5"] for o in entry.get("outs", [])}
+        params = lock_params(entry)
+        for path, md5 in outs.items():
+            assert md5.endswith(".dir") or cached(project, md5).is_file(), f"{name}: {path} {md5} not in the cache"
+            prov = None if md5.endswith(".dir") else provenance_of(cached(project, md5), path)
+            if prov is None:
+                continue
+            stage = prov["stage"]
+            assert name.split("@")[0] == stage, (name, path, stage)
+            assert prov["params"] == nested(params), \
+                f"{name}: dvc.lock records params {params}, {path} was made with {prov['params']}"
+            for inp in prov["inputs"].values():
+                assert _input_sha256(project, deps, inp["path"]) == inp["sha256"], \
+                    f"{name}: dvc.lock records another {inp['path']} than the one {path} was made from"
+            checked += 1
+        # every output, provenance inside or not: a run recorded here made exactly these outputs from exactly
+        # the recorded state (another state can make the same bytes: a comment-only code edit)
+        makers = [rec["state"] for rec in records.get(name, []) if rec["outs"] == outs]
+        if makers:
+            assert {"cmd": entry["cmd"], "deps": deps, "params": params} in makers, \
+                f"{name}: dvc.lock records a state no run that made its outputs had"
+            checked += 1
+    return checked
+
+
+def snakemake_jobs(project: Path, target: str = "all") -> dict[str, list[str]]:
+    """Stage instance -> its reasons, for each job `snakemake -n target` would run; {} only where
+    Snakemake itself says there is nothing to be done."""
+    out = sh(project, "snakemake", "-n", target).stdout
+    if "Nothing to be done" in out:
+        return {}
+    jobs = {}
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n?)*)", out, flags=re.M):
+        if rule == "all":
+            continue
+        reason = re.search(r"^\s+reason: (.*)$", body, flags=re.M).group(1)
+        wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)
+        values = dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}
+        jobs[STAGES[rule].instance_name(**values)] = [r.strip() for r in reason.split(";")]
+    assert jobs, f"snakemake -n {target} neither ran jobs nor said 'Nothing to be done':\n{out}"
+    return jobs
+
+
+def stale_in_themselves(jobs: dict[str, list[str]]) -> set[str]:
+    return {name for name, reasons in jobs.items() if any(not r.startswith(OTHER_JOB) for r in reasons)}
+
+
+def dvc_stale(project: Path) -> set[str]:
+    return set(json.loads(sh(project, "dvc", "status", "--json").stdout))
+
+
+def check_engines_agree(project: Path) -> set[str]:
+    """Both engines name the same stale instances; returns them."""
+    dvc, snakemake = dvc_stale(project), stale_in_themselves(snakemake_jobs(project))
+    assert dvc == snakemake, f"dvc status: {sorted(dvc)}; snakemake -n all: {sorted(snakemake)}"
+    return dvc
+
+
+def check_lineage_agrees(project: Path) -> None:
+    """For every output dvc.lock names: lineage describes it as its provenance does, or says it differs."""
+    for name, entry in read_dvc_lock(project / "dvc.lock").items():
+        for out in entry.get("outs", []):
+            path = out["path"]
+            node = trace(path, root=project)["artifact"]
+            assert node["stage"] == name and node["params"] == lock_params(entry)
+            workspace = project / path
+            if not workspace.is_file():
+                continue
+            same = hashlib.md5(workspace.read_bytes()).hexdigest() == out["md5"]
+            assert ("warning" not in node) == same, f"lineage of {path}: workspace {'same' if same else 'differs'}"
+            prov = provenance_of(workspace)
+            if same and prov is not None:
+                assert node["environment"] == prov["environment"]
+                assert nested(node["params"]) == prov["params"], path
