@@ -70,6 +70,7 @@ def tracked_files() -> list[str]:
 
 def make_project(dest: Path, raw: Path) -> Path:
     """A copy of the project (what git would clone) in `dest`, with params for the tiny raw files."""
+    dest.mkdir(parents=True, exist_ok=True)
     for f in tracked_files():
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dest / f)
@@ -101,28 +102,63 @@ def copy_project(built: Path, dest: Path) -> Path:
     return dest
 
 
+def write_raw(folder: Path) -> Path:
+    fixtures.write_mnist(folder / "mnist")
+    fixtures.write_cifar10(folder / "cifar10")
+    return folder
+
+
+class Builds:
+    """The tiny pipeline built once per session by each engine, from its own copy of the project. The
+    builds start in the background as soon as tests are collected that need them (pytest_collection_
+    modifyitems), so that they run beside the unit tests; DVC runs one stage at a time, Snakemake two."""
+
+    def __init__(self, base: Path):
+        self.raw = write_raw(base / "raw")
+        self.projects = {engine: make_project(base / f"{engine}-built", self.raw) for engine in ("snakemake", "dvc")}
+        commands = {"snakemake": ["snakemake", "--cores", "2", "all"], "dvc": ["dvc", "repro"]}
+        self.logs = {engine: base / f"{engine}-build.log" for engine in commands}
+        self.running = {engine: subprocess.Popen(commands[engine], cwd=project, env=env_for(project),
+                                                 stdout=open(self.logs[engine], "w"), stderr=subprocess.STDOUT)
+                        for engine, project in self.projects.items()}
+
+    def wait(self) -> dict[str, Path]:
+        for engine, process in self.running.items():
+            assert process.wait() == 0, f"the session's {engine} build failed:\n{self.logs[engine].read_text()}"
+        return self.projects
+
+    def stop(self) -> None:
+        for process in self.running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+BUILDS: list[Builds] = []
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that need the built pipeline run last, and their builds start now, beside the others."""
+    needs = [item for item in items if "built" in getattr(item, "fixturenames", ())]
+    if needs:
+        items[:] = [item for item in items if item not in needs] + needs
+        base = config._tmp_path_factory.mktemp("session")
+        BUILDS.append(Builds(base))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for builds in BUILDS:
+        builds.stop()
+
+
 @pytest.fixture(scope="session")
 def raw_fixtures(tmp_path_factory) -> Path:
-    raw = tmp_path_factory.mktemp("raw")
-    fixtures.write_mnist(raw / "mnist")
-    fixtures.write_cifar10(raw / "cifar10")
-    return raw
+    return BUILDS[0].raw if BUILDS else write_raw(tmp_path_factory.mktemp("raw"))
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory, raw_fixtures) -> dict[str, Path]:
-    """The tiny pipeline built once per session by each engine, from its own copy of the project, both at
-    once (DVC runs one stage at a time; Snakemake two). Tests read these or copy them (copy_project)."""
-    projects = {engine: make_project(tmp_path_factory.mktemp(f"{engine}-built"), raw_fixtures)
-                for engine in ("snakemake", "dvc")}
-    dvc = subprocess.Popen(["dvc", "repro"], cwd=projects["dvc"], env=env_for(projects["dvc"]),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        sh(projects["snakemake"], "snakemake", "--cores", "2", "all")
-    finally:
-        out = dvc.communicate()[0]
-    assert dvc.returncode == 0, f"dvc repro failed:\n{out}"
-    return projects
+def built() -> dict[str, Path]:
+    return BUILDS[0].wait()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from featdefense.stages import attack, train_target
 from featdefense.training import load_module
 
 from . import fixtures
-from .conftest import PAPER, make_project, sh
+from .conftest import PAPER, sh
 
 RUN = {"seed": 0, "device": "cpu", "threads": 1}
 
@@ -130,8 +130,8 @@ DEFENCE = Defence(name="blur", label="box blur", kind="preprocessor",
 '''
 
 
-def test_a_new_defence_module_and_params_section_get_every_stage(tmp_path, raw_fixtures):
-    project = make_project(tmp_path, raw_fixtures)
+def test_a_new_defence_module_and_params_section_get_every_stage(snakemake_copy):
+    project = snakemake_copy
     (project / "src/featdefense/defences/blur.py").write_text(BLUR)
     params = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -150,8 +150,10 @@ def test_a_new_defence_module_and_params_section_get_every_stage(tmp_path, raw_f
     (project / "dvc.yaml").write_text(sh(project, "featdefense", "dvc-yaml").stdout)
     plan = sh(project, "snakemake", "-n", "all").stdout
     assert "evaluate_blur" in plan and "data/metrics/mnist/evaluate_blur.json" in plan
-    # its evaluation runs like any other (here on the tiny data, through its own stage command)
-    sh(project, "snakemake", "--cores", "2", "data/metrics/mnist/evaluate_blur.json")
+    # its evaluation runs like any other (here on the tiny data, through its own stage command), alone:
+    # what it reads is current
+    out = sh(project, "snakemake", "--cores", "2", "data/metrics/mnist/evaluate_blur.json").stdout
+    assert "rule evaluate_blur:" in out and "rule attack:" not in out
     metrics = json.loads((project / "data/metrics/mnist/evaluate_blur.json").read_text())
     assert metrics["defence"]["label"] == "box blur"
     assert metrics["accuracy"]["whitebox_pgd"] <= metrics["accuracy"]["pgd"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,12 +29,10 @@ def digest(path) -> str:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A directory with a valid params.yaml and one existing artifact that must survive every failure."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PAPER))
-    write_json("data/metrics/mnist/target.json", {"clean_test_accuracy": 0.99})
-    return tmp_path
+def workdir(snakemake_copy, monkeypatch):
+    """A built project: every stage's inputs and outputs are there, so a stage that ran would change some."""
+    monkeypatch.chdir(snakemake_copy)
+    return snakemake_copy
 
 
 @pytest.mark.parametrize("stage, edit, words", [
@@ -52,9 +51,10 @@ def workdir(tmp_path, monkeypatch):
 def test_bad_params_stop_a_stage_before_it_touches_anything(workdir, capsys, stage, edit, words):
     from featdefense.params import merge
 
-    params = merge(PAPER, yaml.safe_load(edit))
+    params = merge(yaml.safe_load((workdir / "params.yaml").read_text()), yaml.safe_load(edit))
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    before = {p: digest(p) for p in workdir.rglob("*") if p.is_file()}
+    before = {p: digest(p) for p in (workdir / "data").rglob("*") if p.is_file()}
+    assert len(before) > 40
     wildcards = {"train_target": ["--dataset", "mnist"], "attack": ["--dataset", "mnist", "--attack", "pgd"],
                  "train_denoiser": ["--dataset", "mnist"], "download": ["--dataset", "mnist"], "loss_net": []}
     assert cli.main(["run", stage, *wildcards[stage]]) == 2
@@ -62,7 +62,7 @@ def test_bad_params_stop_a_stage_before_it_touches_anything(workdir, capsys, sta
     for word in words:
         assert word in err
     assert "Traceback" not in err
-    assert {p: digest(p) for p in workdir.rglob("*") if p.is_file()} == before
+    assert {p: digest(p) for p in (workdir / "data").rglob("*") if p.is_file()} == before
 
 
 def test_snakemake_refuses_bad_params_at_start_up(tmp_path, raw_fixtures):
@@ -71,17 +71,6 @@ def test_snakemake_refuses_bad_params_at_start_up(tmp_path, raw_fixtures):
     result = sh(project, "snakemake", "-n", "all", check=False)
     assert result.returncode != 0
     assert "attack.pgd.epsilon: 0 is not allowed" in result.stdout + result.stderr
-
-
-@pytest.fixture
-def prepared_project(tmp_path):
-    raw = tmp_path / "raw"
-    fixtures.write_mnist(raw / "mnist", 60, 20)
-    fixtures.write_cifar10(raw / "cifar10", 50, 10)
-    project = make_project(tmp_path / "p", raw)
-    sh(project, "featdefense", "run", "download", "--dataset", "mnist")
-    sh(project, "featdefense", "run", "prepare", "--dataset", "mnist")
-    return project
 
 
 def truncate(path, keep=0.5):
@@ -93,7 +82,7 @@ def corrupt_source(project, name, data):
     """A download source holding one bad file (and the other fixtures unchanged)."""
     src = project.parent / "bad-source"
     if not src.exists():
-        fixtures.write_mnist(src, 60, 20)
+        shutil.copytree(locations.configured(project / locations.LOCAL_FILE)["mnist"], src)
     (src / name).write_bytes(data)
     locations.write({"mnist": str(src)}, project / locations.LOCAL_FILE)
     return src
@@ -128,14 +117,9 @@ CORRUPT_INPUTS = {
 }
 
 
-@pytest.fixture
-def trained_project(prepared_project):
-    sh(prepared_project, "featdefense", "run", "train_target", "--dataset", "mnist")
-    return prepared_project
-
-
 @pytest.mark.parametrize("case", sorted(CORRUPT_INPUTS))
-def test_corrupt_inputs_are_named_and_no_artifact_changes(trained_project, case):
+def test_corrupt_inputs_are_named_and_no_artifact_changes(snakemake_copy, case):
+    trained_project = snakemake_copy
     breaker, command, words = CORRUPT_INPUTS[case]
     breaker(trained_project)
     data = trained_project / "data"
@@ -175,24 +159,34 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def test_a_stage_killed_mid_write_leaves_nothing_trusted_and_a_rerun_recovers(prepared_project):
-    out = prepared_project / "data/models/mnist/target.pt"
+def test_a_stage_killed_mid_write_leaves_nothing_trusted_and_nothing_recorded(snakemake_copy):
+    project = snakemake_copy
+    out = project / "data/models/mnist/target.pt"
+    records = project / ".featdefense/runs/train_target@mnist"
     run = ["run", "train_target", "--dataset", "mnist"]
-    sh(prepared_project, "featdefense", *run)
+    set_param(project, "target.epochs", 2)  # a state no run has recorded: the stage computes
+    lock = (project / "dvc.lock").read_bytes()
+
+    def killed_run():
+        shutil.rmtree(records)  # no record to restore from: the stage computes, and is killed at the rename
+        result = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "target.pt", *run], cwd=project,
+                                env=env_for(project), capture_output=True, text=True)
+        assert result.returncode == -signal.SIGKILL, result.stderr
+
+    sh(project, "featdefense", *run)
     reference = digest(out)
     out.unlink()
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "target.pt", *run], cwd=prepared_project,
-                            env=env_for(prepared_project), capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL
+    killed_run()
     assert not out.exists()  # no output, only a temporary file no stage reads
     assert [p.name.startswith(".target.pt.") for p in out.parent.iterdir() if p.suffix == ".partial"] == [True]
-    sh(prepared_project, "featdefense", *run)
+    assert not records.exists()  # and no record says it ran
+    sh(project, "featdefense", "dvc-commit")
+    assert (project / "dvc.lock").read_bytes() == lock  # nothing to record: dvc.lock unchanged
+    sh(project, "featdefense", *run)
     assert digest(out) == reference  # identical to the uninterrupted run
     assert not [p for p in out.parent.iterdir() if p.suffix == ".partial"]
 
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "target.pt", *run], cwd=prepared_project,
-                            env=env_for(prepared_project), capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL
+    killed_run()
     assert digest(out) == reference  # the previous complete output stands
 
 

@@ -3,8 +3,8 @@
 - dvc.lock says of each stage instance only what happened: the params and input hashes it records are
   the ones stored inside the outputs it names (their provenance, read from DVC's cache), or in the run
   record of a stage that made exactly those outputs.
-- The engines agree on which instances are stale in themselves: `dvc status` names the same ones as
-  `snakemake -n all` (leaving out jobs Snakemake would run only because an input is rebuilt first).
+- The engines agree on which instances are stale: what `snakemake -n all` calls stale in itself (a reason
+  other than an input rebuilt first) `dvc status` calls stale, and Snakemake would rerun all DVC does.
 - `featdefense lineage` of each artifact agrees with what the artifact says of itself, or warns.
 """
 from __future__ import annotations
@@ -119,9 +119,15 @@ def dvc_stale(project: Path) -> set[str]:
 
 
 def check_engines_agree(project: Path) -> set[str]:
-    """Both engines name the same stale instances; returns them."""
-    dvc, snakemake = dvc_stale(project), stale_in_themselves(snakemake_jobs(project))
-    assert dvc == snakemake, f"dvc status: {sorted(dvc)}; snakemake -n all: {sorted(snakemake)}"
+    """Both engines see the same stale instances; returns them.
+
+    Snakemake names a job's own reasons only when nothing upstream of it reruns (otherwise it says
+    'updated by another job' alone): so what it calls stale in itself is what DVC calls stale, and every
+    instance DVC calls stale is a job Snakemake would run."""
+    dvc, jobs = dvc_stale(project), snakemake_jobs(project)
+    itself = stale_in_themselves(jobs)
+    assert itself <= dvc, f"stale to Snakemake, current to DVC: {sorted(itself - dvc)}"
+    assert dvc <= set(jobs), f"stale to DVC, current to Snakemake: {sorted(dvc - set(jobs))}"
     return dvc
 
 

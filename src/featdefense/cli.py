@@ -71,10 +71,12 @@ def apply_params(files: list[str], params_path: str) -> None:
 
 def pull(params_path: str) -> None:
     """`dvc pull`, then keep what is current: outputs whose dvc.lock entry matches this workspace's code,
-    inputs and params are stamped in the graph's order (DVC writes pulled files in no order, and
-    Snakemake's mtime check would rerun them); stale ones are named and left to rerun."""
+    inputs and params. Stale ones are named and removed from the workspace (not from DVC's cache), left to
+    rerun; Snakemake's start-up puts the file times of the rest in order (runs.reconcile)."""
     subprocess.run(["dvc", "pull"], check=True)
-    stale = runs.keep_current_pulled(params_mod.load(params_path))
+    params = params_mod.load(params_path)
+    stale = runs.remove_stale(params)
+    runs.reconcile(params)
     print(f"featdefense pull: {len(runs.instances()) - len(stale)} stage(s) current"
           + (f"; {len(stale)} stale, removed from the workspace (kept in DVC's cache) and left to rerun:"
              if stale else ""))

@@ -206,21 +206,27 @@ def _why(entry: dict | None, st: dict, outs: dict | None) -> str:
     return "changed: " + "; ".join(reasons) if reasons else "changed command"
 
 
+def _classify(stage: Stage, w: dict[str, str], params: dict, lock: dict, memo: dict) -> tuple[str, str]:
+    """'recorded' (current, and dvc.lock says so), 'made' (current: a run recorded here made its outputs
+    from its present state; dvc.lock does not say so yet) or 'stale', with why."""
+    name = stage.instance_name(**w)
+    st, outs = state(stage, w, params, memo), outputs(stage, w, memo)
+    entry = lock.get(name)
+    if outs is not None and entry and _same(entry["state"], st) and entry["outs"] == outs:
+        return "recorded", ""
+    if outs is not None and (rec := local_record(name, st)) and rec["outs"] == outs:
+        return "made", ""
+    return "stale", _why(entry, st, outs)
+
+
 def survey(params: dict) -> tuple[list[str], list[str], dict[str, str]]:
     """Each instance as (current and already in dvc.lock, current but not yet in it, stale with why)."""
     lock, memo = lock_entries(), {}
-    recorded, to_commit, stale = [], [], {}
+    found: dict[str, dict] = {"recorded": {}, "made": {}, "stale": {}}
     for stage, w in instances():
-        name = stage.instance_name(**w)
-        st, outs = state(stage, w, params, memo), outputs(stage, w, memo)
-        entry = lock.get(name)
-        if outs is not None and entry and _same(entry["state"], st) and entry["outs"] == outs:
-            recorded.append(name)
-        elif outs is not None and (rec := local_record(name, st)) and rec["outs"] == outs:
-            to_commit.append(name)
-        else:
-            stale[name] = _why(entry, st, outs)
-    return recorded, to_commit, stale
+        kind, why = _classify(stage, w, params, lock, memo)
+        found[kind][stage.instance_name(**w)] = why
+    return list(found["recorded"]), list(found["made"]), found["stale"]
 
 
 def dvc_commit(params: dict) -> list[str]:
@@ -229,12 +235,9 @@ def dvc_commit(params: dict) -> list[str]:
     One DVC command for all of them (DVC's repository lock forbids two at once)."""
     import subprocess
 
-    recorded, to_commit, stale = survey(params)
+    _, to_commit, stale = survey(params)
     if to_commit:
         subprocess.run(["dvc", "commit", "--force", "--quiet", *to_commit], check=True)
-        # DVC rewrites the files it moves into its cache: the new times would look, to Snakemake, like
-        # inputs updated after the outputs made from them
-        stamp(set(recorded) | set(to_commit))
     print(f"dvc.lock: recorded {len(to_commit)} stage(s) made from their present code, inputs and params"
           + (f"; {len(stale)} not recorded (stale or never made):" if stale else ""))
     for name, why in stale.items():
@@ -242,42 +245,50 @@ def dvc_commit(params: dict) -> list[str]:
     return to_commit
 
 
-def keep_current_pulled(params: dict) -> dict[str, str]:
-    """After `dvc pull`: outputs whose dvc.lock entry matches the workspace are stamped in graph order
-    (Snakemake's mtime check then agrees); stale ones are removed from the workspace (they stay in DVC's
-    cache) so that neither engine takes them as current. Returns the stale instances and why."""
-    write_params_files(params)  # before the outputs' times: older than them
-    lock, stale, current = lock_entries(), {}, set()
+def remove_stale(params: dict) -> dict[str, str]:
+    """Remove from the workspace the outputs of stale instances (after `dvc pull`: they stay in DVC's
+    cache), so that neither engine takes them as current; returns them, with why."""
+    lock, memo, stale = lock_entries(), {}, {}
     for stage, w in instances():
-        name = stage.instance_name(**w)
-        memo: dict = {}  # outputs removed above change what later instances see
-        st, outs = state(stage, w, params, memo), outputs(stage, w, memo)
-        entry = lock.get(name)
-        if outs is not None and entry and _same(entry["state"], st) and entry["outs"] == outs:
-            current.add(name)
+        kind, why = _classify(stage, w, params, lock, memo)
+        if kind != "stale":
             continue
-        stale[name] = _why(entry, st, outs)
-        for p in products(stage, w):
-            path = Path(p)
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    stamp(current)
+        stale[stage.instance_name(**w)] = why
+        for p in map(Path, products(stage, w)):
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+            memo[p] = None  # what reads it below sees it gone
     return stale
 
 
-def stamp(names: set[str]) -> None:
-    """Give the outputs of these instances modification times in the graph's order, a millisecond apart,
-    the last one now (never in the future: a file edited next must look newer)."""
+def _mtime(path: Path) -> float:
+    marker = path / ".snakemake_timestamp"  # what Snakemake reads for a directory output
+    return (marker if marker.is_file() else path).stat().st_mtime
+
+
+def reconcile(params: dict) -> None:
+    """Make file times tell Snakemake what content tells DVC (run at Snakemake's start-up).
+
+    Each instance's params file is rewritten where its values changed. Then, in the graph's order, the
+    outputs of every current instance (made from its present code, inputs and params, by either engine)
+    that look older than one of its inputs get the time now: DVC writes the files it runs, restores or
+    pulls whenever it reaches them, and a stage rerun by DVC that made the same bytes changes nothing
+    below it. Stale instances are left alone: Snakemake reruns them."""
     import time
 
-    everything = instances()
-    start = time.time() - len(everything) * 1e-3
-    for i, (stage, w) in enumerate(everything):
-        if stage.instance_name(**w) in names:
-            for p in products(stage, w):
-                _touch(Path(p), start + i * 1e-3)
+    write_params_files(params)
+    lock, memo, last = lock_entries(), {}, 0.0
+    for stage, w in instances():
+        outs = [Path(p) for p in products(stage, w)]
+        if not all(p.exists() for p in outs) or _classify(stage, w, params, lock, memo)[0] == "stale":
+            continue
+        inputs = [Path(p) for p in state(stage, w, params, memo)["deps"]] + [Path(params_file(stage, w))]
+        if min(map(_mtime, outs)) <= max(map(_mtime, inputs)):
+            last = max(time.time(), last + 1e-3)
+            for p in outs:
+                _touch(p, last)
 
 
 def _touch(path: Path, t: float) -> None:

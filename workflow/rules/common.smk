@@ -5,7 +5,7 @@ from snakemake.utils import validate
 fd_params.validate(config, "params.yaml")  # every problem, each with its key, value and what is allowed
 validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
 pipeline.check_dvc_yaml()  # both engines run the same graph: a defence module added needs dvc.yaml re-rendered
-runs.write_params_files(config)  # each instance's param values, rewritten only where they changed
+runs.reconcile(config)  # params files where values changed; file times of current outputs in order
 
 
 wildcard_constraints:
