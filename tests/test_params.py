@@ -41,7 +41,7 @@ def test_committed_params_are_the_papers_recipe():
     ("feature_loss.weighting", "l1", ["feature_loss.weighting", "clean_mean_square"]),
     ("download.mnist.checksums", {"x.gz": "nothex"}, ["download.mnist.checksums.x.gz"]),
     ("attack.pgd.step_size", 0.3, ["attack.pgd.step_size", "0.3", "epsilon"]),
-    ("loss_net.weights", "file", ["loss_net.file", "loss_net.sha256"]),
+    ("loss_net.weights", "file", ["loss_net.sha256", "null"]),
     ("denoiser.epochs", KeyError, ["denoiser", "'epochs' is a required property"]),
     ("defences.madry.step_size", 0.5, ["defences.madry.step_size", "0.5", "epsilon"]),
     ("defences.hgd.train_on", [], ["defences.hgd.train_on"]),
@@ -76,11 +76,22 @@ def test_unknown_keys_are_named():
         validate(p)
 
 
-def test_missing_weights_file_is_named(tmp_path):
-    p = with_change("loss_net.weights", "file")
-    p["loss_net"].update(file=str(tmp_path / "nope.pth"), sha256="0" * 64)
-    with pytest.raises(ParamsError, match="nope.pth.*does not exist"):
-        validate(p)
+def test_where_inputs_lie_is_not_a_param_and_a_bad_sources_file_is_named(tmp_path):
+    from featdefense import locations
+
+    for key in ("download.mnist.source", "loss_net.file"):
+        with pytest.raises(ParamsError, match="unknown key"):
+            validate(with_change(key, "/data/somewhere"))
+    sources = tmp_path / "sources.local.yaml"
+    assert locations.location("mnist", sources) == locations.CANONICAL["mnist"]  # no file: the canonical host
+    locations.write({"mnist": "/data/mnist"}, sources)
+    assert locations.location("mnist", sources) == "/data/mnist" and locations.location("loss_net", sources) is None
+    for text, words in (("mnist: [1\n", "not valid YAML"), ("svhn: /x\n", "unknown key(s) ['svhn']"),
+                        ("mnist: ''\n", "mnist: '' is not allowed"), ("- a list\n", "expected a mapping")):
+        sources.write_text(text)
+        with pytest.raises(locations.LocationError) as err:
+            locations.location("mnist", sources)
+        assert "sources.local.yaml" in str(err.value) and words in str(err.value)
 
 
 def test_malformed_yaml_is_named(tmp_path):
