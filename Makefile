@@ -6,15 +6,25 @@ DATA ?=
 CORES ?= $(shell nproc)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline test
+.PHONY: setup pipeline test lock
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The environment is pinned: requirements.lock holds the exact version of every package.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
+
+# Regenerate requirements.lock: the newest versions pyproject.toml's ranges allow, resolved in a fresh venv.
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	.venv-lock/bin/pip install --quiet '.[test]'
+	{ sed -n '1,2p' requirements.lock; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^featdefense'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .venv-lock
 
 # CONFIG: smoke | cpu | paper (params.yaml as committed). DATA: a folder of offline copies, e.g. ../shared/data.
 pipeline: setup

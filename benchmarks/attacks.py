@@ -25,7 +25,7 @@ def main() -> None:
 
     from featdefense.attacks import PGD
     from featdefense.attacks.apgd import APGD
-    from featdefense.models import Target
+    from featdefense.models.lenet import Target
 
     torch.manual_seed(0)
     model = Target().eval().requires_grad_(False)

@@ -2,7 +2,7 @@ import torch
 
 from featdefense.attacks import FGSM, PGD
 from featdefense.attacks.pgd import project
-from featdefense.models import Target
+from featdefense.models.lenet import Target
 
 
 def test_projection_stays_in_the_ball_and_the_image_range():

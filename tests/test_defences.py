@@ -12,7 +12,7 @@ import yaml
 
 from featdefense import locations
 from featdefense.defences import DEFENCES, defended_model
-from featdefense.models import Target
+from featdefense.models.lenet import Target
 from featdefense.stages import attack, train_target
 from featdefense.training import load_module
 
@@ -152,8 +152,8 @@ def test_a_new_defence_module_and_params_section_get_every_stage(snakemake_copy)
     assert "evaluate_blur" in plan and "data/metrics/mnist/evaluate_blur.json" in plan
     # its evaluation runs like any other (here on the tiny data, through its own stage command), alone:
     # what it reads is current
-    out = sh(project, "snakemake", "--cores", "2", "data/metrics/mnist/evaluate_blur.json").stdout
-    assert "rule evaluate_blur:" in out and "rule attack:" not in out
+    ran = sh(project, "snakemake", "--cores", "2", "data/metrics/mnist/evaluate_blur.json")
+    assert "rule evaluate_blur:" in ran.stderr and "rule attack:" not in ran.stderr
     metrics = json.loads((project / "data/metrics/mnist/evaluate_blur.json").read_text())
     assert metrics["defence"]["label"] == "box blur"
     assert metrics["accuracy"]["whitebox_pgd"] <= metrics["accuracy"]["pgd"]

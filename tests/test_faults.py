@@ -106,10 +106,10 @@ CORRUPT_INPUTS = {
     "truncated target model": (lambda p: truncate(p / "data/models/mnist/target.pt"),
                                ["attack", "--dataset", "mnist", "--attack", "pgd"], ["data/models/mnist/target.pt"]),
     "download with a wrong checksum": (lambda p: corrupt_source(p, "t10k-labels-idx1-ubyte.gz", b"tampered"),
-                                       ["download", "--dataset", "mnist"],
+                                       ["download", "--dataset", "mnist", "--force"],
                                        ["t10k-labels-idx1-ubyte.gz", "checksum mismatch", "not kept"]),
     "download source without the file": (lambda p: (corrupt_source(p, "x", b"") / "train-images-idx3-ubyte.gz").unlink(),
-                                         ["download", "--dataset", "mnist"],
+                                         ["download", "--dataset", "mnist", "--force"],
                                          ["train-images-idx3-ubyte.gz", "sources.local.yaml"]),
     "IDX file that is not gzip (checksum named)": (
         lambda p: write_bad_checksum_override(p, "train-labels-idx1-ubyte.gz", b"plain bytes"),

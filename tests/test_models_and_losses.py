@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from featdefense.losses import PIXEL, feature_loss_terms, mean_squares, term_names
-from featdefense.models import Denoiser, LossNetwork, Target
-from featdefense.models.vgg import vgg16_features
+from featdefense.models.autoencoder import Denoiser
+from featdefense.models.lenet import Target
+from featdefense.models.vgg import LossNetwork, vgg16_features
 
 PAPER_LAYERS = ["relu2_2", "relu3_3", "relu4_3"]
 

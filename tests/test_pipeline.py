@@ -1,7 +1,8 @@
 """The whole pipeline on tiny canonical-format fixtures, through both engines.
 
-The session builds it once per engine (conftest.built); a test that changes anything works on its own
-copy (snakemake_copy, dvc_copy)."""
+The session builds it once by each engine (conftest.built: Snakemake all of it, DVC one dataset's chain);
+a test that changes anything works on its own copy of the Snakemake build (snakemake_copy), running
+either engine there."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from featdefense.io import read_dvc_lock
 from featdefense.pipeline import STAGES, final_products
 
 from . import fixtures
-from .conftest import TINY, set_param, sh
+from .conftest import TINY, copy_project, set_param, sh
 from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_the_truth, dvc_stale,
                     snakemake_jobs, stale_in_themselves)
 
@@ -33,11 +34,11 @@ EVALUATIONS = {f"evaluate_{name}" for name in DEFENCES}
 INSTANCES = {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
 
 
-def check_artifacts(project) -> None:
+def check_artifacts(project, datasets=DATASETS) -> None:
     for path in final_products():
-        assert (project / path).exists(), path
+        assert (project / path).exists() or not any(ds in path for ds in datasets), path
     eps = {"fgsm": 0.2, "pgd": 0.2}
-    for ds in DATASETS:
+    for ds in datasets:
         with h5py.File(project / f"data/prepared/{ds}.h5") as f:
             for split, n in (("train", 300), ("test", 100)):
                 assert f[split]["x"].shape == (n, 28, 28) and f[split]["x"].dtype == np.uint8
@@ -94,6 +95,7 @@ def check_artifacts(project) -> None:
         assert list(log["epoch"]) == [1] and np.isfinite(log.drop(columns="epoch").to_numpy()).all()
     # every HDF5 and model file tells where it came from, and with what software, even found alone
     for path in [*project.glob("data/**/*.h5"), *project.glob("data/**/*.pt")]:
+        assert any(ds in str(path) for ds in datasets) or path.name == "loss_net.pt", path
         prov = (json.loads(h5py.File(path).attrs["provenance"]) if path.suffix == ".h5"
                 else torch.load(path, weights_only=True)["meta"])
         assert {"stage", "params", "inputs", "featdefense_version", "environment"} <= set(prov), path
@@ -140,22 +142,28 @@ def test_snakemake_builds_every_artifact_and_records_exactly_that(built):
     check_lineage_agrees(project)
 
 
-def test_dvc_repro_builds_every_artifact(built):
-    project = built["dvc"]
-    check_artifacts(project)
-    assert check_lock_tells_the_truth(project) >= len(INSTANCES)
-    check_engines_agree(project)  # what DVC made, Snakemake takes as current: nothing to do for either
-    assert dvc_stale(project) == set()
+MNIST_CHAIN = {i for i in INSTANCES if "cifar10" not in i}  # what `dvc repro report@mnist` builds
+
+
+def test_dvc_repro_builds_a_datasets_whole_chain(built):
+    project = built["dvc"]  # from scratch: `dvc repro report@mnist`
+    check_artifacts(project, datasets=("mnist",))
+    assert set(read_dvc_lock(project / "dvc.lock")) == MNIST_CHAIN
+    assert check_lock_tells_the_truth(project) >= len(MNIST_CHAIN)
+    # what DVC made, Snakemake takes as current; the rest is still to make, for both
+    assert check_engines_agree(project) == INSTANCES - MNIST_CHAIN
 
 
 def test_both_engines_run_the_same_commands_on_the_same_files(built):
     locks = [read_dvc_lock(built[engine] / "dvc.lock") for engine in ("snakemake", "dvc")]
-    assert set(locks[0]) == set(locks[1]) == INSTANCES
-    for name in INSTANCES:  # the same command, code, inputs, params and outputs, byte for byte
+    assert set(locks[0]) == INSTANCES and set(locks[1]) == MNIST_CHAIN
+    for name in MNIST_CHAIN:  # the same command, code, inputs, params and outputs, byte for byte
         assert locks[0][name] == locks[1][name], name
     snakemake_cmds = set(re.findall(r"^Shell command: (featdefense run .*?) > logs/", sh(
         built["snakemake"], "snakemake", "-n", "-p", "--forceall", "all").stdout, flags=re.M))
-    assert snakemake_cmds == {lock["cmd"] for lock in locks[1].values()} and len(snakemake_cmds) == len(INSTANCES)
+    graph_cmds = {s.cmd.format(**w) for s in STAGES.values() for w in s.instances()}
+    assert snakemake_cmds == graph_cmds and len(graph_cmds) == len(INSTANCES)
+    assert {locks[1][name]["cmd"] for name in MNIST_CHAIN} <= graph_cmds
 
 
 def test_a_partial_snakemake_run_records_only_what_it_made(snakemake_copy):
@@ -193,14 +201,14 @@ def test_snakemake_reruns_only_what_a_param_change_touches(snakemake_copy):
     check_engines_agree(snakemake_copy)
 
 
-def test_dvc_repro_reruns_only_what_a_param_change_touches(dvc_copy):
-    set_param(dvc_copy, "denoiser.epochs", 2)
-    assert dvc_ran(sh(dvc_copy, "dvc", "repro").stdout) == both(*DENOISER_AND_DOWNSTREAM)
-    assert check_engines_agree(dvc_copy) == set()  # DVC's runs are current to Snakemake too
-    check_lock_tells_the_truth(dvc_copy)
-    set_param(dvc_copy, "defences.hgd.lr", 0.002)  # a baseline's recipe: nothing of ours is stale
-    set_param(dvc_copy, "report.examples", 4)
-    assert check_engines_agree(dvc_copy) == both("train_hgd", "report")
+def test_dvc_repro_reruns_only_what_a_param_change_touches(snakemake_copy):
+    set_param(snakemake_copy, "denoiser.epochs", 2)
+    assert dvc_ran(sh(snakemake_copy, "dvc", "repro").stdout) == both(*DENOISER_AND_DOWNSTREAM)
+    assert check_engines_agree(snakemake_copy) == set()  # DVC's runs are current to Snakemake too
+    check_lock_tells_the_truth(snakemake_copy)
+    set_param(snakemake_copy, "defences.hgd.lr", 0.002)  # a baseline's recipe: nothing of ours is stale
+    set_param(snakemake_copy, "report.examples", 4)
+    assert check_engines_agree(snakemake_copy) == both("train_hgd", "evaluate_hgd", "report")
 
 
 def test_snakemake_report_collects_tables_plots_and_figures(snakemake_copy):
@@ -248,10 +256,10 @@ def test_push_then_pull_keeps_what_is_current_and_names_what_is_stale(snakemake_
     assert check_engines_agree(second) == both("train_denoiser", "evaluate_ours", "report")
 
 
-def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(dvc_copy):
-    sh(dvc_copy, "git", "add", "-A")
-    sh(dvc_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
-    tree = json.loads(sh(dvc_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json",
+def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(snakemake_copy):
+    sh(snakemake_copy, "git", "add", "-A")
+    sh(snakemake_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    tree = json.loads(sh(snakemake_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json",
                          "--json").stdout)
     node = tree["artifact"]
     assert node["stage"] == "evaluate_ours@mnist"
@@ -274,17 +282,15 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(d
     assert any(c["path"] == "src/featdefense/stages/train_denoiser.py" for c in stages["train_denoiser@mnist"]["code"])
     assert set(downloads[0]["files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
-    head = sh(dvc_copy, "git", "rev-parse", "HEAD").stdout.strip()
+    head = sh(snakemake_copy, "git", "rev-parse", "HEAD").stdout.strip()
     assert tree["git"] == {"commit": head, "uncommitted_changes": False}
-    text = sh(dvc_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json").stdout
+    text = sh(snakemake_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json").stdout
     assert "made by download@mnist" in text and "NOT canonical" in text and f"torch {torch.__version__}" in text
 
 
 def test_a_comment_only_code_edit_recomputes_one_stage_under_either_engine(built, tmp_path):
-    from .conftest import copy_project
-
     for engine, run in (("dvc", ["dvc", "repro"]), ("snakemake", ["snakemake", "--cores", "2", "all"])):
-        project = copy_project(built[engine], tmp_path / engine)
+        project = copy_project(built["snakemake"], tmp_path / engine)
         code = project / "src/featdefense/stages/train_target.py"
         code.write_text(code.read_text() + "\n# a comment changes the code's hash, not what it computes\n")
         since = timing_lines(project)
@@ -295,20 +301,19 @@ def test_a_comment_only_code_edit_recomputes_one_stage_under_either_engine(built
 
 
 def test_reverting_a_param_restores_outputs_from_the_cache_under_either_engine(built, tmp_path):
-    from .conftest import copy_project
-
     for engine, run in (("dvc", ["dvc", "repro"]), ("snakemake", ["snakemake", "--cores", "2", "all"])):
-        project = copy_project(built[engine], tmp_path / engine)
-        before = (project / "data/metrics/mnist/evaluate_madry.json").read_bytes()
-        set_param(project, "defences.madry.lr", 0.002)
+        project = copy_project(built["snakemake"], tmp_path / engine)
+        before = (project / "data/reports/mnist/table.md").read_bytes()
+        set_param(project, "defences.median_filter.kernel_size", 5)  # reruns its evaluation and the report
         sh(project, *run)
-        set_param(project, "defences.madry.lr", TINY["defences"]["madry"].get("lr", 0.001))
+        assert (project / "data/reports/mnist/table.md").read_bytes() != before
+        set_param(project, "defences.median_filter.kernel_size", 3)
         since = timing_lines(project)
         out = sh(project, *run).stdout
         assert computed(project, since) == set(), engine  # no stage command computed again
         if engine == "dvc":
-            assert dvc_ran(out) == set() and "train_madry@mnist' is cached" in out
-        assert (project / "data/metrics/mnist/evaluate_madry.json").read_bytes() == before
+            assert dvc_ran(out) == set() and "evaluate_median_filter@mnist' is cached" in out
+        assert (project / "data/reports/mnist/table.md").read_bytes() == before
         assert check_engines_agree(project) == set()
 
 

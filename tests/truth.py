@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from featdefense.io import read_dvc_lock
-from featdefense.lineage import provenance_of, trace
+from featdefense.lineage import provenance_of, trace_many
 from featdefense.pipeline import STAGES
 
 from .conftest import set_dotted, sh
@@ -133,10 +133,12 @@ def check_engines_agree(project: Path) -> set[str]:
 
 def check_lineage_agrees(project: Path) -> None:
     """For every output dvc.lock names: lineage describes it as its provenance does, or says it differs."""
-    for name, entry in read_dvc_lock(project / "dvc.lock").items():
+    lock = read_dvc_lock(project / "dvc.lock")
+    traced = trace_many([o["path"] for entry in lock.values() for o in entry.get("outs", [])], root=project)
+    for name, entry in lock.items():
         for out in entry.get("outs", []):
             path = out["path"]
-            node = trace(path, root=project)["artifact"]
+            node = traced[path]["artifact"]
             assert node["stage"] == name and node["params"] == lock_params(entry)
             workspace = project / path
             if not workspace.is_file():

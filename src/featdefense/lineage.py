@@ -3,6 +3,7 @@ it read, the hashes of its code and inputs, the software and device that made it
 the downloaded files, and the git commit."""
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from pathlib import Path
@@ -60,9 +61,15 @@ def _made_with(root: Path, instance: str, path: str, md5: str | None) -> dict | 
 
 
 def trace(artifact: str, root: Path = Path("."), lock: str = "dvc.lock") -> dict:
+    return trace_many([artifact], root, lock)[Path(artifact).as_posix()]
+
+
+def trace_many(artifacts: list[str], root: Path = Path("."), lock: str = "dvc.lock") -> dict[str, dict]:
+    """trace() of each artifact, each shared input traced once."""
     stages = _lock(root / lock)
     producers = _producers(stages)
 
+    @functools.cache
     def node(path: str) -> dict:
         entry: dict = {"path": path}
         if path not in producers:
@@ -83,11 +90,13 @@ def trace(artifact: str, root: Path = Path("."), lock: str = "dvc.lock") -> dict
             entry["files"] = json.loads(manifest.read_text())["files"]
         return entry
 
-    artifact = Path(artifact).as_posix()
-    if artifact not in producers:
-        known = "\n  ".join(sorted(producers))
-        raise FeatdefenseError(f"{artifact}: no stage in dvc.lock outputs it; known outputs:\n  {known}")
-    return {"artifact": node(artifact), "git": _git_commit(root), "lock": lock}
+    artifacts = [Path(a).as_posix() for a in artifacts]
+    for artifact in artifacts:
+        if artifact not in producers:
+            known = "\n  ".join(sorted(producers))
+            raise FeatdefenseError(f"{artifact}: no stage in dvc.lock outputs it; known outputs:\n  {known}")
+    git = _git_commit(root)
+    return {a: {"artifact": node(a), "git": git, "lock": lock} for a in artifacts}
 
 
 def render(tree: dict) -> str:

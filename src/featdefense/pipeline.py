@@ -6,8 +6,11 @@ inputs, outputs, params and command from it. Paths may hold the wildcards {datas
 """
 from __future__ import annotations
 
+import ast
+import functools
 from dataclasses import dataclass, field
 from itertools import product
+from pathlib import Path
 
 from .attacks import ATTACKS
 from .data.sources import DATASETS
@@ -34,7 +37,8 @@ def adversarial(attack: str) -> str:
 class Stage:
     name: str
     wildcards: tuple[str, ...]
-    code: tuple[str, ...]                      # source files under src/featdefense the stage runs
+    code: tuple[str, ...] = ()                 # files under src/featdefense it runs besides what its runner
+                                               # module imports (found in the source: see code_of)
     deps: dict[str, str] = field(default_factory=dict)
     params: tuple[str, ...] = ()               # dotted params.yaml keys, the only ones it reads
     outs: dict[str, str] = field(default_factory=dict)
@@ -43,6 +47,8 @@ class Stage:
     directories: tuple[str, ...] = ()          # outs that are directories
     runner: str = ""                           # "module:function" it calls; default featdefense.stages.<name>:run
     fixed: dict = field(default_factory=dict)  # keyword arguments the runner gets besides the wildcards
+    locations: bool = False                    # reads where its external inputs lie (sources.local.yaml):
+                                               # not what they are (their checksums are its params)
 
     @property
     def function(self) -> str:
@@ -54,7 +60,11 @@ class Stage:
 
     @property
     def code_paths(self) -> list[str]:
-        return [f"{PKG}/{c}" for c in dict.fromkeys(self.code)]
+        """Every source file it runs: its runner module and all it imports, the modules in `code` and all
+        they import, and the other files in `code` (data the package ships)."""
+        modules = [_file_of(self.function.split(":")[0])] + [SRC / c for c in self.code if c.endswith(".py")]
+        files = set(code_of(*modules)) | {SRC / c for c in self.code if not c.endswith(".py")}
+        return sorted(f"{PKG}/{f.relative_to(SRC).as_posix()}" for f in files)
 
     @property
     def products(self) -> dict[str, str]:
@@ -73,39 +83,82 @@ class Stage:
         return [k.format(**wildcards) for k in self.params]
 
 
-# Code every stage runs that shapes its outputs (the command line and this graph only orchestrate).
-COMMON = ("__init__.py", "io.py")
+# -- a stage's code, found in its imports ------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parent
+
+
+def _file_of(dotted: str) -> Path | None:
+    """featdefense.a.b -> its source file (a/b.py or a/b/__init__.py); None outside the package."""
+    parts = dotted.split(".")
+    if parts[0] != SRC.name:
+        return None
+    base = SRC.joinpath(*parts[1:])
+    return next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()), None)
+
+
+def _with_packages(path: Path) -> set[Path]:
+    """A module and the __init__.py of each package above it: importing it runs them all."""
+    return {path} | {SRC / parent / "__init__.py" for parent in path.relative_to(SRC).parents}
+
+
+def _imports(path: Path) -> set[Path]:
+    """The package's source files that `path` imports, at its top level or inside functions."""
+    dotted = ".".join((SRC.name, *path.relative_to(SRC).with_suffix("").parts))
+    package = dotted.removesuffix(".__init__") if path.name == "__init__.py" else dotted.rsplit(".", 1)[0]
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]  # `from pkg import module` too
+        else:
+            continue
+        for name in names:
+            if (f := _file_of(name)) is not None:
+                found |= _with_packages(f)
+    return found
+
+
+@functools.cache
+def code_of(*modules: Path) -> tuple[Path, ...]:
+    """The source files that running these modules runs: them, and all they import, transitively."""
+    seen: set[Path] = set()
+    todo = [f for m in modules for f in _with_packages(m)]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(_imports(path) - seen)
+    return tuple(sorted(seen))
+
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("download", ("dataset",),
-          code=COMMON + ("locations.py", "data/sources.py", "stages/download.py"),
           params=("download.{dataset}",),
-          outs={"raw": "data/raw/{dataset}"}, directories=("raw",)),
+          outs={"raw": "data/raw/{dataset}"}, directories=("raw",), locations=True),
     Stage("prepare", ("dataset",),
-          code=COMMON + ("data/formats.py", "data/transforms.py", "stages/prepare.py"),
           deps={"raw": "data/raw/{dataset}"},
           outs={"prepared": PREPARED}),
     Stage("train_target", ("dataset",),
-          code=COMMON + ("models/lenet.py", "training.py", "stages/train_target.py"),
           deps={"prepared": PREPARED},
           params=("seed", "device", "threads", "target"),
           outs={"target": TARGET},
           metrics={"metrics": "data/metrics/{dataset}/target.json"},
           plots={"log": "data/plots/{dataset}/target_train.csv"}),
     Stage("attack", ("dataset", "attack"),
-          code=COMMON + ("models/lenet.py", "training.py", "attacks/__init__.py", "attacks/fgsm.py",
-                         "attacks/pgd.py", "stages/attack.py"),
           deps={"prepared": PREPARED, "target": TARGET},
           params=("seed", "device", "threads", "attack.train_size", "attack.test_size", "attack.batch_size",
                   "attack.{attack}"),
           outs={"adversarial": ADVERSARIAL}),
     Stage("loss_net", (),
-          code=COMMON + ("locations.py", "models/vgg.py", "stages/loss_net.py"),
           params=("seed", "loss_net"),
-          outs={"loss_net": LOSS_NET}),
+          outs={"loss_net": LOSS_NET}, locations=True),
     Stage("train_denoiser", ("dataset",),
-          code=COMMON + ("models/autoencoder.py", "models/vgg.py", "losses.py", "training.py",
-                         "stages/train_denoiser.py"),
           deps={"prepared": PREPARED, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
                 "loss_net": LOSS_NET},
           params=("seed", "device", "threads", "feature_loss", "denoiser"),
@@ -138,15 +191,14 @@ def _defence_stages() -> list[Stage]:
         section = (d.section,) if d.section else ()
         if d.train:
             stages.append(Stage(
-                f"train_{d.name}", ("dataset",), code=COMMON + ("defences/__init__.py", d.module) + d.code,
+                f"train_{d.name}", ("dataset",), code=(d.module,) + d.code,
                 deps={k: ARTIFACTS[k] for k in d.train_inputs}, params=RUN + section + d.train_params,
                 outs={"model": defence_model(d)}, plots={"log": f"data/plots/{{dataset}}/{d.name}_train.csv"},
                 runner=f"{d.train.__module__}:{d.train.__name__}"))
         model = {"model": defence_model(d)} if d.trains else {}
         stages.append(Stage(
             f"evaluate_{d.name}", ("dataset",),
-            code=COMMON + ("models/lenet.py", "training.py", "attacks/fgsm.py", "attacks/pgd.py", "attacks/apgd.py",
-                           "defences/__init__.py", d.module) + d.code + ("stages/evaluate.py",),
+            code=(d.module,) + d.code,  # the evaluation finds its defence by name, not by an import
             deps={"prepared": PREPARED, "target": TARGET, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
                   **model},
             params=RUN + ("attack.fgsm", "attack.pgd", "whitebox", "robustness") + section,
@@ -157,9 +209,7 @@ def _defence_stages() -> list[Stage]:
                if d.kind == "preprocessor" and d.trains}
     stages.append(Stage(
         "report", ("dataset",),
-        code=COMMON + ("models/lenet.py", "training.py", "defences/__init__.py")
-        + tuple(sorted({f for d in DEFENCES.values() for f in (d.module,) + d.code}))
-        + ("paper_results.yaml", "stages/evaluate.py", "stages/report.py"),
+        code=tuple(sorted({f for d in DEFENCES.values() for f in (d.module,) + d.code})) + ("paper_results.yaml",),
         deps={"prepared": PREPARED, "target": TARGET, "pgd": adversarial("pgd"),
               **{f"evaluation_{d.name}": evaluation(d.name) for d in DEFENCES.values()}, **figures},
         params=("threads", "report") + tuple(d.section for d in DEFENCES.values()

@@ -31,7 +31,7 @@ class Defence:
     train: Callable | None = None               # train(p, inp, out, dataset) -> writes out["model"], out["log"]
     train_inputs: tuple[str, ...] = ()          # what the training reads, out of TRAIN_INPUTS
     train_params: tuple[str, ...] = ()          # params it reads besides seed/device/threads and its section
-    code: tuple[str, ...] = ()                  # source files it uses besides its own module (under src/featdefense)
+    code: tuple[str, ...] = ()                  # files it uses besides its own module and what that imports
     trained_by: str | None = None               # a stage of the graph that trains it (the paper's denoiser)
     paper_key: str | None = None                # its rows in paper_results.yaml, if the paper has them
     order: int = 100                            # position in tables and figures

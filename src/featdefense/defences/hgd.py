@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..io import atomic_path, provenance, save_model
-from ..models import Target
+from ..models.lenet import Target
 from ..stages.train_denoiser import load_adversarial_train
 from ..training import batches, load_module, load_split, setup
 from . import Defence
@@ -92,8 +92,7 @@ def train(p, inp, out, dataset):
 _POS = {"type": "integer", "minimum": 1}
 DEFENCE = Defence(
     name="hgd", label="HGD (2018)", kind="preprocessor", build=lambda cfg: UNet(cfg["width"]), train=train,
-    train_inputs=("prepared", "target", "fgsm", "pgd"),
-    code=("models/lenet.py", "training.py", "stages/train_denoiser.py"), paper_key="hgd", order=20,
+    train_inputs=("prepared", "target", "fgsm", "pgd"), paper_key="hgd", order=20,
     description="U-Net denoiser trained with the high-level guided loss on the target's logits",
     schema={
         "type": "object", "additionalProperties": False,

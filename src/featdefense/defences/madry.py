@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..attacks import PGD
 from ..io import atomic_path, provenance, save_model
-from ..models import Target
+from ..models.lenet import Target
 from ..stages.attack import subset
 from ..training import batches, load_split, predict, setup
 from . import Defence
@@ -68,7 +68,7 @@ def train(p, inp, out, dataset):
 _POS = {"type": "integer", "minimum": 1}
 DEFENCE = Defence(
     name="madry", label="Madry (2017)", kind="classifier", build=lambda _: Target(), train=train,
-    train_inputs=("prepared",), code=("models/lenet.py", "attacks/pgd.py", "training.py", "stages/attack.py"),
+    train_inputs=("prepared",),
     paper_key="madry", order=10, description="the target's LeNet adversarially trained with PGD",
     schema={
         "type": "object", "additionalProperties": False,

@@ -1,6 +1,3 @@
-"""The paper's networks: the target LeNet, the denoising autoencoder, and the VGG-16 loss network."""
-from .autoencoder import Denoiser
-from .lenet import Target
-from .vgg import LossNetwork
-
-__all__ = ["Target", "Denoiser", "LossNetwork"]
+"""The paper's networks, one module each: lenet.Target (the classifier under attack),
+autoencoder.Denoiser, vgg.LossNetwork. Import them from their modules: a stage's code is what it imports
+(featdefense.pipeline.code_of), so this file imports nothing."""

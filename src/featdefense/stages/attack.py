@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .. import attacks
 from ..io import atomic_path, open_h5, provenance
-from ..models import Target
+from ..models.lenet import Target
 from ..training import batches, load_module, setup, to_tensor
 
 log = logging.getLogger(__name__)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 
+from ..data import MANIFEST
 from ..data.sources import CANONICAL_MD5, fetch
 from ..io import atomic_path, write_json
 from ..locations import location
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
 
 
 def run(p, inp, out, dataset):

@@ -25,7 +25,7 @@ from ..attacks import FGSM, PGD
 from ..attacks.apgd import APGD
 from ..defences import DEFENCES, bpda_model, defended_model
 from ..io import ArtifactError, open_h5, write_json
-from ..models import Target
+from ..models.lenet import Target
 from ..training import batches, load_module, load_split, predict, setup
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import numpy as np
 from ..data.formats import read_cifar10, read_mnist
 from ..data.transforms import grayscale_resize
 from ..io import atomic_path, provenance
-from .download import MANIFEST
+from ..data import MANIFEST
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import yaml  # noqa: E402
 
 from ..defences import DEFENCES  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
-from ..models import Target  # noqa: E402
+from ..models.lenet import Target  # noqa: E402
 from ..training import load_module, load_split, setup  # noqa: E402
 from .evaluate import load_defence, read_test  # noqa: E402
 

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from ..io import ArtifactError, atomic_path, open_h5, provenance, save_model
 from ..losses import feature_loss_terms, mean_squares, term_names
-from ..models import Denoiser, LossNetwork
-from ..models.vgg import vgg16_features
+from ..models.autoencoder import Denoiser
+from ..models.vgg import LossNetwork, vgg16_features
 from ..training import batches, load_module, load_split, setup
 
 log = logging.getLogger(__name__)

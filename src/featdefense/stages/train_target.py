@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..io import atomic_path, provenance, save_model, write_json
-from ..models import Target
+from ..models.lenet import Target
 from ..training import batches, load_split, predict, setup
 
 log = logging.getLogger(__name__)

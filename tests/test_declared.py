@@ -1,0 +1,66 @@
+"""Everything a stage uses is declared in the stage graph: its code (every module it imports, found in the
+source by the graph itself), and, as it runs, every file it opens and every environment variable it reads
+(the audit the session's Snakemake build wrote, see featdefense.audit). Params: a stage gets only those it
+declares (cli.run_stage), and reading params.yaml itself would be an undeclared open."""
+from __future__ import annotations
+
+import re
+import json
+
+import pytest
+
+from featdefense.pipeline import PKG, STAGES
+
+
+def test_a_stage_s_code_is_found_in_its_imports_every_form_of_them():
+    """A stage's code is derived from its imports (pipeline.code_of): the finder must see each form the
+    package uses, and a defence the evaluation finds by name must be added by the graph."""
+    code = set(STAGES["report"].code_paths)
+    assert {f"{PKG}/{f}" for f in ("stages/report.py", "stages/evaluate.py", "models/lenet.py", "io.py",
+                                   "__init__.py", "models/__init__.py", "training.py", "attacks/apgd.py",
+                                   "attacks/__init__.py", "defences/__init__.py", "paper_results.yaml")} <= code
+    assert f"{PKG}/defences/median_filter.py" in STAGES["evaluate_median_filter"].code_paths
+    assert f"{PKG}/defences/median_filter.py" not in STAGES["evaluate_hgd"].code_paths
+    assert f"{PKG}/locations.py" in STAGES["loss_net"].code_paths  # imported by name: from ..locations import
+    assert f"{PKG}/data/__init__.py" in STAGES["prepare"].code_paths  # from ..data import MANIFEST
+    assert not any("vgg.py" in c for c in STAGES["attack"].code_paths)  # what it does not import is not its code
+    assert not any(c.endswith(("cli.py", "pipeline.py", "runs.py")) for s in STAGES.values() for c in s.code_paths)
+
+
+def allowed_reads(stage, wildcards) -> tuple[set[str], list[str]]:
+    """Files and folders a stage instance may open: its code, inputs and outputs (with their temporary
+    names), and sources.local.yaml where the graph says it reads where its inputs lie."""
+    files = set(stage.code_paths) | {p.format(**wildcards) for p in stage.deps.values()}
+    outputs = [p.format(**wildcards) for p in stage.products.values()]
+    folders = [p.format(**wildcards) for k, p in stage.deps.items() if k in {"raw"}] + \
+              [p.format(**wildcards) for k, p in stage.outs.items() if k in stage.directories]
+    files |= set(outputs) | ({"sources.local.yaml"} if stage.locations else set())
+    return files, folders + outputs
+
+
+def is_allowed(path: str, files: set[str], folders: list[str]) -> bool:
+    source = re.sub(r"__pycache__/(\w+)\.cpython-\d+\.pyc$", r"\1.py", path)  # a module's compiled form
+    if source in files or any(path.startswith(f + "/") for f in folders):
+        return True
+    directory, _, name = path.rpartition("/")  # the temporary file or folder an output is written as
+    return any(o.rpartition("/")[0] == directory.split("/.")[0] and re.search(
+        rf"/\.{re.escape(o.rpartition('/')[2])}\.[^/]*\.partial(/|$)", "/" + path) for o in folders)
+
+
+@pytest.mark.pipeline
+def test_a_stage_opens_only_what_it_declares_and_reads_no_environment(built):
+    from .conftest import BUILDS
+
+    audit = BUILDS[0].audit
+    records = {f.stem: json.loads(f.read_text()) for f in audit.glob("*.json")}
+    assert set(records) == {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
+    # the recorder sees Python's opens and h5py's: a stage's declared reads are among what it recorded
+    assert "data/prepared/mnist.h5" in records["train_target@mnist"]["opened"]
+    assert "data/models/mnist/target.pt" in records["attack@mnist-pgd"]["opened"]
+    for stage in STAGES.values():
+        for w in stage.instances():
+            name = stage.instance_name(**w)
+            files, folders = allowed_reads(stage, w)
+            undeclared = [p for p in records[name]["opened"] if not is_allowed(p, files, folders)]
+            assert not undeclared, f"{name} opened what its stage does not declare: {undeclared}"
+            assert records[name]["environ"] == [], f"{name} read environment variables {records[name]['environ']}"
