@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,32 +110,40 @@ def write_raw(folder: Path) -> Path:
 
 
 class Builds:
-    """The tiny pipeline built once per session by each engine, from its own copy of the project. The
-    builds start in the background as soon as tests are collected that need them (pytest_collection_
-    modifyitems), so that they run beside the unit tests; DVC runs one stage at a time, Snakemake two."""
+    """The tiny pipeline built once per test run by each engine, from its own copy of the project.
+
+    The builds start in the background as soon as tests are collected that need them
+    (pytest_collection_modifyitems), so that they run beside the unit tests. Under pytest-xdist the
+    first worker starts them and the others find them (a lock and builds.json in the run's temporary
+    folder); each build writes its exit status to a file that every worker waits for."""
+
+    COMMANDS = {"snakemake": "snakemake --cores 2 all",
+                # DVC builds one dataset's chain from scratch (half the graph: it runs one stage at a time)
+                "dvc": "dvc repro report@mnist"}
 
     def __init__(self, base: Path):
-        self.raw = write_raw(base / "raw")
-        self.projects = {engine: make_project(base / f"{engine}-built", self.raw) for engine in ("snakemake", "dvc")}
-        # DVC builds one dataset's chain from scratch (half the graph: it runs one stage at a time)
-        commands = {"snakemake": ["snakemake", "--cores", "2", "all"], "dvc": ["dvc", "repro", "report@mnist"]}
-        self.logs = {engine: base / f"{engine}-build.log" for engine in commands}
+        self.base = base
+        self.raw = base / "raw"
+        self.projects = {engine: base / f"{engine}-built" for engine in self.COMMANDS}
         self.audit = base / "audit"  # what each stage of the Snakemake build opened (featdefense.audit)
-        env = {"snakemake": {audit.VARIABLE: str(self.audit)}, "dvc": {}}
-        self.running = {engine: subprocess.Popen(commands[engine], cwd=project, env={**env_for(project), **env[engine]},
-                                                 stdout=open(self.logs[engine], "w"), stderr=subprocess.STDOUT)
-                        for engine, project in self.projects.items()}
+
+    def start(self) -> None:
+        write_raw(self.raw)
+        for engine, project in self.projects.items():
+            make_project(project, self.raw)
+            env = {**env_for(project), **({audit.VARIABLE: str(self.audit)} if engine == "snakemake" else {})}
+            log, status = self.base / f"{engine}-build.log", self.base / f"{engine}-build.status"
+            subprocess.Popen(["bash", "-c", f"{self.COMMANDS[engine]} > {log} 2>&1; echo $? > {status}.tmp; "
+                                            f"mv {status}.tmp {status}"], cwd=project, env=env)
 
     def wait(self) -> dict[str, Path]:
-        for engine, process in self.running.items():
-            assert process.wait() == 0, f"the session's {engine} build failed:\n{self.logs[engine].read_text()}"
+        for engine in self.projects:
+            status = self.base / f"{engine}-build.status"
+            while not status.exists():
+                time.sleep(0.5)
+            assert status.read_text().strip() == "0", \
+                f"the {engine} build failed:\n{(self.base / f'{engine}-build.log').read_text()}"
         return self.projects
-
-    def stop(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
 
 BUILDS: list[Builds] = []
@@ -143,15 +152,19 @@ BUILDS: list[Builds] = []
 def pytest_collection_modifyitems(session, config, items):
     """Tests that need the built pipeline run last, and their builds start now, beside the others."""
     needs = [item for item in items if "built" in getattr(item, "fixturenames", ())]
-    if needs:
-        items[:] = [item for item in items if item not in needs] + needs
-        base = config._tmp_path_factory.mktemp("session")
-        BUILDS.append(Builds(base))
+    if not needs:
+        return
+    items[:] = [item for item in items if item not in needs] + needs
+    from filelock import FileLock
 
-
-def pytest_sessionfinish(session, exitstatus):
-    for builds in BUILDS:
-        builds.stop()
+    basetemp = config._tmp_path_factory.getbasetemp()
+    shared = basetemp.parent if hasattr(config, "workerinput") else basetemp  # xdist: one per run
+    builds = Builds(shared / "builds")
+    with FileLock(shared / "builds.lock"):
+        if not builds.base.exists():
+            builds.base.mkdir()
+            builds.start()
+    BUILDS.append(builds)
 
 
 @pytest.fixture(scope="session")
