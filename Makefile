@@ -36,4 +36,4 @@ endif
 	snakemake --cores $(CORES) all
 
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal  # two workers: the pipeline tests run mostly one process at a time

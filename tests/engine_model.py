@@ -4,10 +4,10 @@ with the truth (tests/truth.py) checked after every step.
 The CI test (test_engine_model.py) runs a short sequence in which every operation appears; the soak runs
 as many steps as asked, with the costly operations too:
 
-    python -m tests.engine_model PROJECT STEPS [--seed N]
+    python -m tests.engine_model STEPS [--seed N] [--project BUILT]
 
-PROJECT is a built tiny project (tests/conftest.make_project, then `snakemake --cores 2 all`); it is
-copied, not changed. A failure prints the seed and the steps so far: rerun with --seed to replay it.
+It builds the tiny project first (about two minutes), or copies BUILT, a tiny project built before (left
+unchanged). A failure prints the seed and the steps so far: rerun with --seed to replay it.
 """
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import argparse
 import random
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from featdefense import locations
 
-from .conftest import copy_project, set_param, sh
+from .conftest import copy_project, make_project, set_param, sh, write_raw
 from .truth import check_engines_agree, check_lineage_agrees, check_lock_tells_the_truth
 
 # dotted param -> values to choose from; each reruns a few stages (the costly ones: the soak only)
@@ -147,12 +148,16 @@ class Model:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("project", type=Path, help="a built tiny project (copied, not changed)")
     ap.add_argument("steps", type=int)
     ap.add_argument("--seed", type=int, default=random.SystemRandom().randrange(10**6))
+    ap.add_argument("--project", type=Path, help="a built tiny project to copy (default: build one)")
     args = ap.parse_args(argv)
     print(f"engine model: seed {args.seed}, {args.steps} steps", flush=True)
-    work = args.project.resolve().parent / f"engine-model-{args.seed}"
+    work = Path(tempfile.mkdtemp(prefix=f"engine-model-{args.seed}-"))
+    if args.project is None:
+        args.project = make_project(work / "built", write_raw(work / "raw"))
+        sh(args.project, "snakemake", "--cores", "2", "all")
+    print(f"engine model: working in {work}", flush=True)
     Model(copy_project(args.project, work / "project"), args.seed, costly=True).run(args.steps, args.seed)
 
 

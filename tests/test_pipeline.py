@@ -303,17 +303,17 @@ def test_a_comment_only_code_edit_recomputes_one_stage_under_either_engine(built
 def test_reverting_a_param_restores_outputs_from_the_cache_under_either_engine(built, tmp_path):
     for engine, run in (("dvc", ["dvc", "repro"]), ("snakemake", ["snakemake", "--cores", "2", "all"])):
         project = copy_project(built["snakemake"], tmp_path / engine)
-        before = (project / "data/reports/mnist/table.md").read_bytes()
-        set_param(project, "defences.median_filter.kernel_size", 5)  # reruns its evaluation and the report
+        before = (project / "data/reports/mnist/examples.png").read_bytes()
+        set_param(project, "report.examples", 4)
         sh(project, *run)
-        assert (project / "data/reports/mnist/table.md").read_bytes() != before
-        set_param(project, "defences.median_filter.kernel_size", 3)
+        assert (project / "data/reports/mnist/examples.png").read_bytes() != before
+        set_param(project, "report.examples", TINY.get("report", {}).get("examples", 10))
         since = timing_lines(project)
         out = sh(project, *run).stdout
         assert computed(project, since) == set(), engine  # no stage command computed again
         if engine == "dvc":
-            assert dvc_ran(out) == set() and "evaluate_median_filter@mnist' is cached" in out
-        assert (project / "data/reports/mnist/table.md").read_bytes() == before
+            assert dvc_ran(out) == set() and "report@mnist' is cached" in out
+        assert (project / "data/reports/mnist/examples.png").read_bytes() == before
         assert check_engines_agree(project) == set()
 
 

@@ -17,14 +17,11 @@ from pathlib import Path
 from featdefense.io import read_dvc_lock
 from featdefense.lineage import provenance_of, trace_many
 from featdefense.pipeline import STAGES
+from featdefense.runs import cached
 
 from .conftest import set_dotted, sh
 
 OTHER_JOB = "Input files updated by another job"
-
-
-def cached(project: Path, md5: str) -> Path:
-    return project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
 
 
 def nested(dotted: dict) -> dict:
@@ -50,11 +47,11 @@ def _input_sha256(project: Path, deps: dict[str, str], path: str) -> str:
     """The SHA-256 of the version of an input that dvc.lock names (a file inside a directory input
     through DVC's listing of that directory)."""
     if path in deps:
-        return _sha256(cached(project, deps[path]))
+        return _sha256(cached(deps[path], project))
     for directory, h in deps.items():
         if path.startswith(directory + "/") and h.endswith(".dir"):
-            listing = {e["relpath"]: e["md5"] for e in json.loads(cached(project, h).read_text())}
-            return _sha256(cached(project, listing[path[len(directory) + 1:]]))
+            listing = {e["relpath"]: e["md5"] for e in json.loads(cached(h, project).read_text())}
+            return _sha256(cached(listing[path[len(directory) + 1:]], project))
     raise AssertionError(f"{path}: read by the stage but not among the inputs dvc.lock records")
 
 
@@ -70,8 +67,8 @@ def check_lock_tells_the_truth(project: Path) -> int:
         outs = {o["path"]: o["md5"] for o in entry.get("outs", [])}
         params = lock_params(entry)
         for path, md5 in outs.items():
-            assert md5.endswith(".dir") or cached(project, md5).is_file(), f"{name}: {path} {md5} not in the cache"
-            prov = None if md5.endswith(".dir") else provenance_of(cached(project, md5), path)
+            assert md5.endswith(".dir") or cached(md5, project).is_file(), f"{name}: {path} {md5} not in the cache"
+            prov = None if md5.endswith(".dir") else provenance_of(cached(md5, project), path)
             if prov is None:
                 continue
             stage = prov["stage"]

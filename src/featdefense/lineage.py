@@ -48,9 +48,10 @@ def provenance_of(path: Path, name: str | None = None) -> dict | None:
 def _made_with(root: Path, instance: str, path: str, md5: str | None) -> dict | None:
     """The software and device that made the version of `path` dvc.lock names: from the provenance inside
     it (its copy in DVC's cache), else from this machine's run record of it; None when neither is here."""
-    cached = root / ".dvc/cache/files/md5" / (md5 or "")[:2] / (md5 or "")[2:]
-    if md5 and cached.is_file():
-        prov = provenance_of(cached, path)
+    from .runs import cached
+
+    if md5 and cached(md5, root).is_file():
+        prov = provenance_of(cached(md5, root), path)
         if prov and "environment" in prov:
             return prov["environment"]
     for record in sorted((root / ".featdefense/runs" / instance).glob("*.json")):

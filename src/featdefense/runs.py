@@ -155,17 +155,18 @@ def made_from(instance: str, st: dict, lock: dict | None = None) -> dict[str, st
 
 # -- restoring outputs from DVC's cache -------------------------------------------------------------
 
-def _cached(h: str) -> Path:
-    return CACHE / h[:2] / h[2:]
+def cached(h: str, root: Path = Path(".")) -> Path:
+    """Where DVC's cache keeps the object with MD5 `h` (a file, or a directory's listing, '.dir')."""
+    return root / CACHE / h[:2] / h[2:]
 
 
 def _available(path: str, h: str, memo: dict) -> bool:
     if md5(path, memo) == h:
         return True
-    if not _cached(h).is_file():
+    if not cached(h).is_file():
         return False
     if h.endswith(".dir"):
-        return all(_cached(e["md5"]).is_file() for e in json.loads(_cached(h).read_text()))
+        return all(cached(e["md5"]).is_file() for e in json.loads(cached(h).read_text()))
     return True
 
 
@@ -180,12 +181,12 @@ def restore(outs: dict[str, str]) -> bool:
             continue
         if h.endswith(".dir"):
             with atomic_path(path, directory=True) as tmp:
-                for e in json.loads(_cached(h).read_text()):
+                for e in json.loads(cached(h).read_text()):
                     (tmp / e["relpath"]).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(_cached(e["md5"]), tmp / e["relpath"])
+                    shutil.copyfile(cached(e["md5"]), tmp / e["relpath"])
         else:
             with atomic_path(path) as tmp:
-                shutil.copyfile(_cached(h), tmp)
+                shutil.copyfile(cached(h), tmp)
     return True
 
 
