@@ -100,6 +100,9 @@ def trace_many(artifacts: list[str], root: Path = Path("."), lock: str = "dvc.lo
     return {a: {"artifact": node(a), "git": git, "lock": lock} for a in artifacts}
 
 
+_ENV_ORDER = ["python", "torch", "numpy", "h5py", "machine", "device", "gpu", "cuda"]  # io.environment's keys
+
+
 def render(tree: dict) -> str:
     lines, seen = [], set()
 
@@ -119,7 +122,8 @@ def render(tree: dict) -> str:
         for key, value in n["params"].items():
             lines.append(f"{pad}  param {key} = {json.dumps(value, sort_keys=True)}")
         env = n.get("environment")
-        lines.append(f"{pad}  made with " + (", ".join(f"{k} {v}" for k, v in env.items()) if env else
+        lines.append(f"{pad}  made with " + (", ".join(f"{k} {env[k]}" for k in sorted(env, key=_ENV_ORDER.index))
+                                             if env else
                                              "software not recorded here (no provenance inside it, no run record on "
                                              "this machine)"))
         for c in n["code"]:
