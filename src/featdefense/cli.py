@@ -31,7 +31,8 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str, force: boo
     runs.write_params_file(stage, wildcards, full)  # older than the outputs: Snakemake sees them current
     state = runs.state(stage, wildcards, full)
     made = None if force else runs.made_from(label, state)
-    if made and runs.restore(made):
+    restored = bool(made) and runs.restore(made)
+    if restored:
         log.info("stage %s: a recorded run made these outputs from the same code, inputs and params: "
                  "restored them, nothing recomputed", label)
     else:
@@ -48,7 +49,7 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str, force: boo
     TIMINGS.parent.mkdir(exist_ok=True)
     with open(TIMINGS, "a") as f:
         f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time(),
-                            "restored": bool(made)}) + "\n")
+                            "restored": restored}) + "\n")
 
 
 def apply_params(files: list[str], params_path: str) -> None:
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "code, inputs and params (Snakemake runs it when it stops)")
     sub.add_parser("status", help="which stage instances dvc.lock records, which are current but unrecorded, "
                                   "which are stale and why")
-    sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for Snakemake")
+    sub.add_parser("pull", help="dvc pull, then keep the outputs that are current here and name (and remove from "
+                                "the workspace) the stale ones")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
