@@ -69,10 +69,15 @@ def products(stage: Stage, wildcards: dict[str, str]) -> list[str]:
     return [p.format(**wildcards) for p in stage.products.values()]
 
 
+def dep_paths(stage: Stage, wildcards: dict[str, str]) -> list[str]:
+    """What an instance reads: its code and its input files (dvc.yaml's deps, in that order)."""
+    return stage.code_paths + [p.format(**wildcards) for p in stage.deps.values()]
+
+
 def state(stage: Stage, wildcards: dict[str, str], params: dict, memo: dict | None = None,
           deps: bool = True) -> dict:
     memo = {} if memo is None else memo
-    paths = stage.code_paths + [p.format(**wildcards) for p in stage.deps.values()] if deps else []
+    paths = dep_paths(stage, wildcards) if deps else []
     return {"cmd": stage.cmd.format(**wildcards),
             "deps": {d: md5(d, memo) for d in paths},
             "params": {k: params_mod.get(params, k) for k in stage.param_keys(**wildcards)}}
@@ -142,12 +147,12 @@ def _same(a, b) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def made_from(instance: str, st: dict, lock: dict | None = None) -> dict[str, str] | None:
+def made_from(instance: str, st: dict) -> dict[str, str] | None:
     """The outputs (path -> MD5) a recorded run made from exactly this state, if one did."""
     rec = local_record(instance, st)
     if rec:
         return rec["outs"]
-    entry = (lock_entries() if lock is None else lock).get(instance)
+    entry = lock_entries().get(instance)
     if entry and _same(entry["state"], st):
         return entry["outs"]
     return None
@@ -285,7 +290,7 @@ def reconcile(params: dict) -> None:
         outs = [Path(p) for p in products(stage, w)]
         if not all(p.exists() for p in outs) or _classify(stage, w, params, lock, memo)[0] == "stale":
             continue
-        inputs = [Path(p) for p in state(stage, w, params, memo)["deps"]] + [Path(params_file(stage, w))]
+        inputs = [Path(p) for p in dep_paths(stage, w)] + [Path(params_file(stage, w))]
         if min(map(_mtime, outs)) <= max(map(_mtime, inputs)):
             last = max(time.time(), last + 1e-3)
             for p in outs:
