@@ -4,7 +4,7 @@
 usage: python scripts/archive_run.py RUN_DIR NAME
 
 Copies the run's params.yaml, dvc.lock (hashes of every input, output and code file, and the params each
-stage read), metrics, report tables and figures, and writes timings.md (wall-clock per stage from
+stage read), metrics, report tables and figures, run records (the software that made each), and writes timings.md (wall-clock per stage from
 logs/timings.jsonl) and commit.txt (the last git commit of the code the run was made from).
 """
 import json
@@ -21,7 +21,7 @@ def main(run: Path, name: str) -> None:
     out.mkdir(parents=True)
     for f in ["params.yaml", "dvc.lock"]:
         shutil.copy(run / f, out / f)
-    for pattern in ["data/metrics/*/*.json", "data/reports/*/*", "data/plots/*/*.csv"]:
+    for pattern in ["data/metrics/*/*.json", "data/reports/*/*", "data/plots/*/*.csv", "data/runs/*.json"]:
         for f in sorted(run.glob(pattern)):
             dest = out / f.relative_to(run / "data")
             dest.parent.mkdir(parents=True, exist_ok=True)

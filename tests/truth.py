@@ -1,11 +1,12 @@
 """What must hold after anything either engine does, checked from the outside.
 
 - dvc.lock says of each stage instance only what happened: the params and input hashes it records are
-  the ones stored inside the outputs it names (their provenance, read from DVC's cache), or in the run
-  record of a stage that made exactly those outputs.
+  the ones stored inside the outputs it names (their provenance, read from DVC's cache), and the state in
+  the run record it names beside them (data/runs/<instance>.json: the state the run had).
 - The engines agree on which instances are stale: what `snakemake -n all` calls stale in itself (a reason
   other than an input rebuilt first) `dvc status` calls stale, and Snakemake would rerun all DVC does.
-- `featdefense lineage` of each artifact agrees with what the artifact says of itself, or warns.
+- `featdefense lineage` of each artifact agrees with what the artifact says of itself, or warns, and names
+  the software that made it (a metric, a table, a figure too: from its run record).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from featdefense.io import read_dvc_lock
 from featdefense.lineage import provenance_of, trace_many
-from featdefense.pipeline import STAGES
+from featdefense.pipeline import RECORDS, STAGES
 from featdefense.runs import cached
 
 from .conftest import set_dotted, sh
@@ -58,10 +59,6 @@ def _input_sha256(project: Path, deps: dict[str, str], path: str) -> str:
 def check_lock_tells_the_truth(project: Path) -> int:
     """Every dvc.lock entry against its outputs' own provenance; returns how many outputs were checked."""
     checked = 0
-    records = {}
-    for f in (project / ".featdefense/runs").glob("*/*.json"):
-        rec = json.loads(f.read_text())
-        records.setdefault(rec["instance"], []).append(rec)
     for name, entry in read_dvc_lock(project / "dvc.lock").items():
         deps = {d["path"]: d["md5"] for d in entry.get("deps", [])}
         outs = {o["path"]: o["md5"] for o in entry.get("outs", [])}
@@ -79,13 +76,15 @@ def check_lock_tells_the_truth(project: Path) -> int:
                 assert _input_sha256(project, deps, inp["path"]) == inp["sha256"], \
                     f"{name}: dvc.lock records another {inp['path']} than the one {path} was made from"
             checked += 1
-        # every output, provenance inside or not: a run recorded here made exactly these outputs from exactly
-        # the recorded state (another state can make the same bytes: a comment-only code edit)
-        makers = [rec["state"] for rec in records.get(name, []) if rec["outs"] == outs]
-        if makers:
-            assert {"cmd": entry["cmd"], "deps": deps, "params": params} in makers, \
-                f"{name}: dvc.lock records a state no run that made its outputs had"
-            checked += 1
+        # every entry, provenance inside its outputs or not: the run record it names (an output beside the
+        # others) was written by the run that made them, from exactly the state the entry records
+        [record] = [p for p in outs if p.startswith(RECORDS + "/")]
+        made = json.loads(cached(outs[record], project).read_text())
+        assert made["instance"] == name, (name, record)
+        assert json.dumps(made["state"], sort_keys=True) == json.dumps(
+            {"cmd": entry["cmd"], "deps": deps, "params": params}, sort_keys=True), \
+            f"{name}: dvc.lock records a state its run record says its outputs were not made from"
+        checked += 1
     return checked
 
 
@@ -137,6 +136,7 @@ def check_lineage_agrees(project: Path) -> None:
             path = out["path"]
             node = traced[path]["artifact"]
             assert node["stage"] == name and node["params"] == lock_params(entry)
+            assert node["environment"] and node["environment"]["torch"], f"lineage of {path} names no software"
             workspace = project / path
             if not workspace.is_file():
                 continue

@@ -45,19 +45,25 @@ def provenance_of(path: Path, name: str | None = None) -> dict | None:
     return None
 
 
-def _made_with(root: Path, instance: str, path: str, md5: str | None) -> dict | None:
+def _made_with(root: Path, stage: dict, path: str, md5: str | None) -> dict | None:
     """The software and device that made the version of `path` dvc.lock names: from the provenance inside
-    it (its copy in DVC's cache), else from this machine's run record of it; None when neither is here."""
+    it, else from its stage's run record (data/runs/, an output beside it); each read from DVC's cache,
+    or the workspace where it is that version. None when neither is here (not pulled)."""
+    from .pipeline import RECORDS
     from .runs import cached
 
-    if md5 and cached(md5, root).is_file():
-        prov = provenance_of(cached(md5, root), path)
+    def copy(p: str, h: str | None) -> Path | None:
+        if h and (root / p).is_file() and file_digest(root / p, "md5") == h:
+            return root / p
+        return cached(h, root) if h and cached(h, root).is_file() else None
+
+    if (found := copy(path, md5)) is not None:
+        prov = provenance_of(found, path)
         if prov and "environment" in prov:
             return prov["environment"]
-    for record in sorted((root / ".featdefense/runs" / instance).glob("*.json")):
-        rec = json.loads(record.read_text())
-        if rec["outs"].get(path) == md5:
-            return rec["environment"]
+    for out in stage.get("outs", []):
+        if out["path"].startswith(RECORDS + "/") and (found := copy(out["path"], out.get("md5"))) is not None:
+            return json.loads(found.read_text()).get("environment")
     return None
 
 
@@ -82,7 +88,7 @@ def trace_many(artifacts: list[str], root: Path = Path("."), lock: str = "dvc.lo
         if full.is_file() and file_digest(full, "md5") != out.get("md5"):
             entry["warning"] = "the file in the workspace differs from what dvc.lock recorded"
         entry["params"] = {k: v for f in s.get("params", {}).values() for k, v in f.items()}
-        entry["environment"] = _made_with(root, name, path, out.get("md5"))
+        entry["environment"] = _made_with(root, s, path, out.get("md5"))
         entry["code"] = [{"path": d["path"], "md5": d.get("md5")} for d in s.get("deps", [])
                          if d["path"] not in producers]
         entry["inputs"] = [node(d["path"]) for d in s.get("deps", []) if d["path"] in producers]
@@ -124,8 +130,8 @@ def render(tree: dict) -> str:
         env = n.get("environment")
         lines.append(f"{pad}  made with " + (", ".join(f"{k} {env[k]}" for k in sorted(env, key=_ENV_ORDER.index))
                                              if env else
-                                             "software not recorded here (no provenance inside it, no run record on "
-                                             "this machine)"))
+                                             "software not recorded here (neither it nor its run record pulled: "
+                                             "dvc pull)"))
         for c in n["code"]:
             lines.append(f"{pad}  code {c['path']}  md5 {c['md5']}")
         for name, f in n.get("files", {}).items():

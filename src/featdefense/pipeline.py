@@ -27,6 +27,7 @@ DENOISER = "data/models/{dataset}/denoiser.pt"
 TRAINED_DEFENCE = "data/models/{dataset}/{name}.pt"
 EVALUATION = "data/metrics/{dataset}/evaluate_{name}.json"
 ROBUSTNESS = "data/plots/{dataset}/robustness.csv"
+RECORDS = "data/runs"
 
 
 def adversarial(attack: str) -> str:
@@ -67,9 +68,21 @@ class Stage:
         return sorted(f"{PKG}/{f.relative_to(SRC).as_posix()}" for f in files)
 
     @property
-    def products(self) -> dict[str, str]:
-        """Every file the stage writes, by name."""
+    def record(self) -> str:
+        """Its run record (a template): the state its outputs were made from and the software and device
+        that made them. `featdefense run` writes it beside the outputs; a DVC output like them, so it
+        travels with `dvc push` and tells lineage elsewhere what made a metric, a table or a figure."""
+        return f"{RECORDS}/{self.instance_name(**{w: '{%s}' % w for w in self.wildcards})}.json"
+
+    @property
+    def made(self) -> dict[str, str]:
+        """What the stage's code writes, by name."""
         return {**self.outs, **self.metrics, **self.plots}
+
+    @property
+    def products(self) -> dict[str, str]:
+        """Every file a run of the stage leaves: what its code writes, and its run record."""
+        return {**self.made, "record": self.record}
 
     def instances(self) -> list[dict[str, str]]:
         values = [WILDCARD_VALUES[w] for w in self.wildcards]
@@ -254,8 +267,7 @@ def dvc_stages() -> dict:
         body["deps"] = s.code_paths + [t(p) for p in s.deps.values()]
         if s.params:
             body["params"] = [t(k) for k in s.params]
-        if s.outs:
-            body["outs"] = [t(p) for p in s.outs.values()]
+        body["outs"] = [t(p) for p in s.outs.values()] + [t(s.record)]
         if s.metrics:
             body["metrics"] = [t(p) for p in s.metrics.values()]
         if s.plots:

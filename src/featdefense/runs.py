@@ -3,8 +3,9 @@
 A stage instance's *state* is what decides its outputs: its command, the MD5 of every code file and
 input it declares (DVC's hashes, so a state compares with a dvc.lock entry as is) and the values of the
 params it reads. After a stage succeeds, `featdefense run` writes a *run record*: that state and the
-MD5s of the outputs it made, with the software that made them. Records are local (`.featdefense/runs/`,
-one file per instance and state); dvc.lock entries are records too, for what DVC ran or was told.
+MD5s of the outputs it made (locally: `.featdefense/runs/`, one file per instance and state), and, as an
+output beside the others, the state and the software that made them (`data/runs/<instance>.json`, pushed
+with them). dvc.lock entries are records too, for what DVC ran or was told.
 
 From these:
 - a stage whose state has a record does no work: its outputs are left as they are or copied back from
@@ -118,9 +119,15 @@ def state_key(st: dict) -> str:
 
 # -- records ---------------------------------------------------------------------------------------
 
-def record(instance: str, st: dict, outs: dict[str, str], device: str) -> None:
-    write_json(RUNS / instance / f"{state_key(st)}.json",
-               {"instance": instance, "state": st, "outs": outs, "environment": environment(device)})
+def record(stage: Stage, wildcards: dict[str, str], st: dict, device: str | None) -> dict[str, str]:
+    """After a run: write its run record (an output, see Stage.record), then note locally which outputs
+    this state made (what lets a later run with the same state restore them). Returns those outputs."""
+    instance = stage.instance_name(**wildcards)
+    write_json(stage.record.format(**wildcards),
+               {"instance": instance, "state": st, "environment": environment(device)})
+    outs = outputs(stage, wildcards)
+    write_json(RUNS / instance / f"{state_key(st)}.json", {"instance": instance, "state": st, "outs": outs})
+    return outs
 
 
 def local_record(instance: str, st: dict) -> dict | None:
