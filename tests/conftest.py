@@ -39,7 +39,8 @@ TINY = {
     "denoiser": {"epochs": 1, "batch_size": 64},
     "defences": {"madry": {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 64},
                  "hgd": {"epochs": 1, "batch_size": 64}},
-    "whitebox": {"apgd_steps": 5},
+    "whitebox": {"autoattack": {"iterations": 5, "square_queries": 20}},
+    "sanity": {"test_size": 40, "restarts": 1},
     "robustness": {"steps": 5},
 }
 

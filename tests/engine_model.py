@@ -28,7 +28,7 @@ from .truth import check_engines_agree, check_lineage_agrees, check_lock_tells_t
 # dotted param -> values to choose from; each reruns a few stages (the costly ones: the soak only)
 EDITS = {"report.examples": [10, 4, 6], "defences.median_filter.kernel_size": [3, 5],
          "robustness.steps": [5, 3], "defences.hgd.epochs": [1, 2], "denoiser.epochs": [1, 2]}
-COSTLY_EDITS = {"target.lr": [0.001, 0.002], "attack.pgd.steps": [10, 5], "whitebox.apgd_steps": [5, 3]}
+COSTLY_EDITS = {"target.lr": [0.001, 0.002], "attack.pgd.steps": [10, 5], "whitebox.autoattack.iterations": [5, 3]}
 CODE = ["src/featdefense/stages/report.py", "src/featdefense/defences/median_filter.py",
         "src/featdefense/defences/hgd.py"]
 COSTLY_CODE = ["src/featdefense/stages/train_target.py", "src/featdefense/stages/prepare.py"]

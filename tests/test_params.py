@@ -48,7 +48,9 @@ def test_committed_params_are_the_papers_recipe():
     ("defences.median_filter.kernel_size", 4, ["defences.median_filter.kernel_size", "4", "[3, 5]"]),
     ("defences.hgd", KeyError, ["defences", "'hgd' is a required property"]),
     ("robustness.epsilons", [0, 2], ["robustness.epsilons.1", "2"]),
-    ("whitebox.apgd_steps", -1, ["whitebox.apgd_steps", "-1"]),
+    ("whitebox.autoattack.iterations", 0, ["whitebox.autoattack.iterations", "0"]),
+    ("whitebox.autoattack.version", "fast", ["whitebox.autoattack.version", "fast", "standard"]),
+    ("sanity.unbounded_max_accuracy", 2, ["sanity.unbounded_max_accuracy", "2"]),
 ])
 def test_bad_values_are_named_with_what_is_allowed(dotted, value, words):
     with pytest.raises(ParamsError) as err:

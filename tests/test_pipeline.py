@@ -28,7 +28,8 @@ from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_
 
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
-METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "whitebox_pgd_cascade", "robustness", "data",
+METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "intervals", "whitebox_pgd_cascade", "sanity",
+               "degenerate", "robustness", "data",
                "target", "attacks"}
 EVALUATIONS = {f"evaluate_{name}" for name in DEFENCES}
 INSTANCES = {s.instance_name(**w) for s in STAGES.values() for w in s.instances()}
@@ -63,15 +64,28 @@ def check_artifacts(project, datasets=DATASETS) -> None:
             # white-box is the per-image minimum over every attack, the grey-box ones included: never weaker
             assert acc["whitebox_fgsm"] <= min(acc["clean"], acc["fgsm"])
             assert acc["whitebox_pgd"] <= min(acc["clean"], acc["fgsm"], acc["pgd"], acc["whitebox_fgsm"])
-            names, cascade = list(metrics["whitebox_pgd_cascade"]), list(metrics["whitebox_pgd_cascade"].values())
-            bpda = ["5. + white-box BPDA-PGD step 0.1"] if d.kind == "preprocessor" and name != "unsecured" else []
-            assert names == ["1. clean, grey-box PGD", "2. + grey-box and white-box FGSM",
-                             "3. + white-box PGD step 0.1", "4. + white-box PGD step 0.01", *bpda,
-                             f"{5 + len(bpda)}. + white-box APGD-CE"]
+            names = list(metrics["whitebox_pgd_cascade"])
+            cascade = [line["accuracy"] for line in metrics["whitebox_pgd_cascade"].values()]
+            bpda = ["white-box BPDA-PGD step 0.1"] if d.kind == "preprocessor" and name != "unsecured" else []
+            attacks = ["clean, grey-box PGD", "grey-box and white-box FGSM", "white-box PGD step 0.1",
+                       "white-box PGD step 0.01", *bpda, "white-box AutoAttack APGD-CE", "white-box AutoAttack APGD-T",
+                       "white-box AutoAttack FAB-T", "white-box AutoAttack Square (gradient-free)",
+                       "white-box PGD of the robustness curve (first 100 images)",
+                       "white-box PGD of the convergence check (first 40 images)"]
+            assert names == [f"{i:02d}. {'+ ' if i > 1 else ''}{a}" for i, a in enumerate(attacks, 1)]
             assert cascade == sorted(cascade, reverse=True) and cascade[-1] == acc["whitebox_pgd"]
+            for key, line in [*metrics["intervals"].items(), *metrics["whitebox_pgd_cascade"].items()]:
+                low, high = line["interval_95"]
+                assert line["images"] == 100 and low <= line["correct"] / 100 <= high, (name, key, line)
+            assert {k: v["accuracy"] for k, v in metrics["intervals"].items()} == acc
             curve = metrics["robustness"]
             assert curve["epsilon"] == [0, 0.05, 0.1, 0.15, 0.2, 0.3] and curve["accuracy"][0] == acc["clean"]
             assert curve["accuracy"] == sorted(curve["accuracy"], reverse=True)
+            # the curve at the table's epsilon is the table's white-box number, on the same (all 100) images
+            assert curve["accuracy"][curve["epsilon"].index(0.2)] == acc["whitebox_pgd"]
+            assert set(metrics["sanity"]) >= {"not_degenerate", "unbounded_budget", "converged",
+                                              "gradient_free_not_stronger", "whitebox_not_above_greybox"}
+            assert metrics["degenerate"] == (not metrics["sanity"]["not_degenerate"]["pass"])
             assert metrics["data"] == {"canonical": False, "test_images": 100, "target_train_images": 300}
             assert metrics["defence"]["trained"] == d.trains
         acc = json.loads((project / f"data/metrics/{ds}/evaluate_unsecured.json").read_text())["accuracy"]

@@ -214,7 +214,7 @@ def _defence_stages() -> list[Stage]:
             code=(d.module,) + d.code,  # the evaluation finds its defence by name, not by an import
             deps={"prepared": PREPARED, "target": TARGET, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
                   **model},
-            params=RUN + ("attack.fgsm", "attack.pgd", "whitebox", "robustness") + section,
+            params=RUN + ("attack.fgsm", "attack.pgd", "whitebox", "robustness", "sanity") + section,
             metrics={"metrics": evaluation(d.name)},
             runner="featdefense.stages.evaluate:run", fixed={"defence": d.name}))
     # the report: every defence's evaluation, and the models its figures show

@@ -1,4 +1,8 @@
-"""PGD (Madry et al. 2017): iterated FGSM steps of size kappa, projected onto the eps-ball and [0, 1]."""
+"""PGD (Madry et al. 2017): iterated FGSM steps of size kappa, projected onto the eps-ball and [0, 1].
+
+`best=False` returns the last iterate (the paper's attack files, Madry's training). `best=True` is an
+evaluation's accounting: an image counts as broken if any iterate fooled the model, so where the last
+iterate does not and an earlier one did, that earlier one (the latest such) is returned."""
 import torch
 import torch.nn.functional as F
 
@@ -10,9 +14,9 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tenso
 
 class PGD:
     def __init__(self, model, epsilon: float = 0.2, steps: int = 100, step_size: float = 0.1,
-                 random_start: bool = True):
+                 random_start: bool = True, best: bool = False):
         self.model, self.epsilon, self.steps = model, epsilon, steps
-        self.step_size, self.random_start = step_size, random_start
+        self.step_size, self.random_start, self.best = step_size, random_start, best
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, generator=None) -> torch.Tensor:
         x = images.detach()
@@ -20,11 +24,25 @@ class PGD:
         if self.random_start:
             noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x_adv = project(x + (2 * noise - 1) * self.epsilon, x, self.epsilon)
+        fooling = x_adv.clone()  # per image, the latest iterate that fooled the model (with best)
+        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
-            loss = F.cross_entropy(self.model(x_adv), labels)
+            logits = self.model(x_adv)
+            loss = F.cross_entropy(logits, labels)
             (grad,) = torch.autograd.grad(loss, x_adv)
+            if self.best:
+                wrong = logits.detach().argmax(1) != labels
+                fooling[wrong] = x_adv.detach()[wrong]
+                fooled |= wrong
+                if fooled.all():  # every image already broken: more steps change no verdict
+                    break
             x_adv = project(x_adv.detach() + self.step_size * grad.sign(), x, self.epsilon)
-        return x_adv.detach()
+        x_adv = x_adv.detach()
+        if self.best:
+            with torch.no_grad():
+                keep = fooled & (self.model(x_adv).argmax(1) == labels)  # the last iterate is not, one was
+            x_adv[keep] = fooling[keep]
+        return x_adv
 
     __call__ = forward

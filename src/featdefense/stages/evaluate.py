@@ -1,13 +1,20 @@
-"""evaluate: one defence on one dataset, under every threat model.
+"""evaluate: one defence on one dataset, under every threat model, with the checks a reviewer runs.
 
 - clean: accuracy with the defence in place;
 - grey-box FGSM and PGD (the paper's protocol): the attack files, crafted on the undefended target, fed
   through the defence; a defence that replaces the classifier (madry) is attacked on itself instead;
-- white-box (adaptive): FGSM, PGD with each `whitebox.step_sizes`, BPDA-PGD for image-to-image
-  defences, then APGD-CE (ART), all run end to end through defence and classifier. An image counts as
-  robust only if it is classified correctly clean and every attack failed on it, the grey-box ones
-  included (the per-image minimum), so white-box accuracy is never above grey-box;
-- robust accuracy against epsilon: white-box PGD at each `robustness.epsilons`.
+- white-box (adaptive), all end to end through defence and classifier: FGSM, PGD with each
+  `whitebox.step_sizes`, BPDA-PGD for image-to-image defences, AutoAttack (APGD-CE, APGD-T, FAB-T,
+  Square), the robustness curve's PGD at the table's epsilon and the convergence check's stronger PGD.
+  Every attack counts an image broken if any of its iterates fooled the model (best iterate), and an
+  image counts as robust only if it is classified correctly clean and every attack failed on it, the
+  grey-box ones included (the per-image minimum);
+- robust accuracy against epsilon: white-box PGD at each `robustness.epsilons`;
+- sanity checks (Carlini et al. 2019), each with pass/fail: accuracy falls to about 0 at an unbounded
+  epsilon; the attack has converged (twice the steps and more restarts move it less than its interval);
+  the gradient-free attack finds no more than the gradient attacks; white-box is not above grey-box; the
+  classifier is not degenerate (one class for most inputs);
+- every accuracy with its image count and 95% Wilson interval.
 
 Attacks run as a cascade, each on the images still robust: that is the per-image minimum, computed
 without attacking images already broken.
@@ -16,13 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..accuracy import degenerate, half_width, summary
 from ..attacks import FGSM, PGD
-from ..attacks.apgd import APGD
+from ..attacks.autoattack import AutoAttack
 from ..defences import DEFENCES, bpda_model, defended_model
 from ..io import ArtifactError, open_h5, write_json
 from ..models.lenet import Target
@@ -58,6 +67,15 @@ def still_correct(model, attack, x, y, robust: torch.Tensor, batch_size: int, de
     return out
 
 
+def seeded(seed: int, device):
+    """gen(i)(attack): the attack with its own seeded generator, number i of an evaluation's runs (a
+    rerun repeats byte for byte)."""
+    def gen(i: int):
+        g = torch.Generator(device=device).manual_seed(seed * 1000 + 100 + i)
+        return lambda a: (lambda xb, yb: a(xb, yb, generator=g))
+    return gen
+
+
 def load_defence(d, p: dict, model_path: str | None, device) -> tuple[torch.nn.Module, dict]:
     """The defence's module (trained weights loaded from model_path, if it has any) and their meta."""
     module = d.build(d.params_of(p))
@@ -81,14 +99,12 @@ def run(p, inp, out, dataset, defence):
     x, y = load_split(inp["prepared"], "test", index)
     wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
     fgsm = FGSM(model, **p["attack"]["fgsm"])
-    pgd = p["attack"]["pgd"]
+    pgd = {**p["attack"]["pgd"], "best": True}
     everyone = torch.ones(len(y), dtype=torch.bool)
 
-    def gen(i: int):  # one seeded generator per attack run: reruns repeat byte for byte
-        g = torch.Generator(device=device).manual_seed(p["seed"] * 1000 + 100 + i)
-        return lambda a: (lambda xb, yb: a(xb, yb, generator=g))
-
-    correct = {"clean": predict(model, x, device) == y}
+    gen = seeded(p["seed"], device)
+    predictions = predict(model, x, device)
+    correct = {"clean": predictions == y}
     if d.kind == "preprocessor":   # grey-box: the target's adversarial examples, through the defence
         grey = "crafted on the undefended target (the paper's protocol)"
         for attack in GREY_BOX:
@@ -102,29 +118,12 @@ def run(p, inp, out, dataset, defence):
     robust_fgsm = correct["clean"] & correct["fgsm"]
     if d.kind == "preprocessor":  # a classifier's grey-box FGSM above was already this white-box one
         robust_fgsm = still_correct(model, fgsm, x, y, robust_fgsm, bs, device, f"{defence} white-box FGSM")
-    cascade = {}  # "N. attack" -> accuracy once it and every attack before it ran (N keeps the order)
-    robust = correct["clean"] & correct["pgd"]
-    cascade["1. clean, grey-box PGD"] = share(robust)
-    if p["attack"]["fgsm"]["epsilon"] <= pgd["epsilon"]:  # FGSM's ball lies inside PGD's: it counts too
-        robust &= robust_fgsm
-        cascade["2. + grey-box and white-box FGSM"] = share(robust)
-    runs = [(f"white-box PGD step {step}", PGD(model, **{**pgd, "step_size": step})) for step in wb["step_sizes"]]
-    if d.kind == "preprocessor" and not isinstance(module, torch.nn.Identity):
-        # BPDA: forward through the defence, backward as if it were the identity; in case the defence's
-        # own gradient is uninformative (clipping, a median's sparse gradient, saturating outputs)
-        bpda = bpda_model(module, target)
-        runs.append(("white-box BPDA-PGD step 0.1", PGD(bpda, **{**pgd, "step_size": max(wb["step_sizes"])})))
-    for i, (name, attack) in enumerate(runs):
-        robust = still_correct(model, gen(1 + i)(attack), x, y, robust, bs, device, f"{defence} {name}")
-        cascade[f"{len(cascade) + 1}. + {name}"] = share(robust)
-    if wb["apgd_steps"]:
-        apgd = APGD(model, epsilon=pgd["epsilon"], steps=wb["apgd_steps"], restarts=wb["apgd_restarts"])
-        robust = still_correct(model, apgd, x, y, robust, bs, device, f"{defence} white-box APGD-CE")
-        cascade[f"{len(cascade) + 1}. + white-box APGD-CE"] = share(robust)
-    correct["whitebox_fgsm"], correct["whitebox_pgd"] = robust_fgsm, robust
+    correct["whitebox_fgsm"] = robust_fgsm
+    bpda = bpda_model(module, target) if d.kind == "preprocessor" and not isinstance(module, torch.nn.Identity) \
+        else None
+    correct["whitebox_pgd"], cascade, curve, sanity = whitebox(model, x, y, predictions, correct, p, device, gen,
+                                                               defence, bpda)
 
-    curve = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd["random_start"], bs, device,
-                             gen, defence)
     accuracy = {k: share(v) for k, v in correct.items()}
     with open_h5(inp["prepared"]) as f:
         canonical = bool(f.attrs["canonical"])
@@ -137,10 +136,14 @@ def run(p, inp, out, dataset, defence):
             "whitebox_fgsm": "white-box, adaptive: FGSM through defence and classifier end to end; per image, "
                              "robust only if clean, grey-box FGSM and white-box FGSM all left it correct",
             "whitebox_pgd": "white-box, adaptive: per image, robust only if it is classified correctly clean and "
-                            "after every attack of whitebox_pgd_cascade (grey-box ones included)",
+                            "after every attack of whitebox_pgd_cascade (grey-box ones included), each judged "
+                            "at its best iterate",
         },
         "accuracy": accuracy,
+        "intervals": {k: summary(v) for k, v in correct.items()},
         "whitebox_pgd_cascade": cascade,
+        "sanity": sanity,
+        "degenerate": sanity["not_degenerate"]["degenerate"],
         "robustness": curve,
         "data": {"canonical": canonical, "test_images": int(len(index)),
                  "target_train_images": target_meta["metrics"]["train_size"]},
@@ -148,29 +151,134 @@ def run(p, inp, out, dataset, defence):
                    "clean_accuracy_full_test_set": target_meta["metrics"]["clean_test_accuracy"]},
         "attacks": {**attack_params, "subset_sizes": {k: attack_prov["params"]["attack"][k]
                                                       for k in ("train_size", "test_size")},
-                    "whitebox": wb},
+                    "whitebox": wb, "sanity": p["sanity"]},
     }
     if meta:
         metrics["defence"]["training"] = {k: meta[k] for k in ("params", "train_examples", "final", "final_loss",
                                                                "feature_loss", "loss_net") if k in meta}
     log.info("%s %s: %s", dataset, defence, ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
-    log.info("%s %s: white-box cascade %s", dataset, defence, cascade)
+    log.info("%s %s: white-box cascade %s", dataset, defence, {k: v["accuracy"] for k, v in cascade.items()})
+    log.info("%s %s: sanity %s", dataset, defence, {k: "pass" if v["pass"] else "FAIL" for k, v in sanity.items()})
     write_json(out["metrics"], metrics)
 
 
-def robustness_curve(model, x, y, clean, cfg: dict, random_start: bool, batch_size: int, device, gen,
-                     defence: str) -> dict:
+def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda=None):
+    """The white-box PGD cascade, the robustness curve and the sanity checks of `model` (defence and
+    classifier end to end) on images x, y, given the masks `correct` of clean, grey-box and white-box FGSM.
+    `bpda`: the BPDA surrogate of an image-to-image defence, if it has one. Returns the per-image robust
+    mask (every attack), the cascade (accuracy after each attack), the curve and the checks."""
+    wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
+    pgd = {**p["attack"]["pgd"], "best": True}
+    cascade = {}  # "NN. attack" -> accuracy once it and every attack before it ran (NN keeps the order)
+
+    def after(name: str, mask: torch.Tensor) -> torch.Tensor:
+        cascade[f"{len(cascade) + 1:02d}. {'+ ' if cascade else ''}{name}"] = summary(mask)
+        return mask
+
+    robust = after("clean, grey-box PGD", correct["clean"] & correct["pgd"])
+    if p["attack"]["fgsm"]["epsilon"] <= pgd["epsilon"]:  # FGSM's ball lies inside PGD's: it counts too
+        robust = after("grey-box and white-box FGSM", robust & correct["whitebox_fgsm"])
+    runs = [(f"white-box PGD step {step}", PGD(model, **{**pgd, "step_size": step})) for step in wb["step_sizes"]]
+    if bpda is not None:
+        # BPDA: forward through the defence, backward as if it were the identity; in case the defence's
+        # own gradient is uninformative (clipping, a median's sparse gradient, saturating outputs)
+        step = max(wb["step_sizes"])
+        runs.append((f"white-box BPDA-PGD step {step}", PGD(bpda, **{**pgd, "step_size": step})))
+    for i, (name, attack) in enumerate(runs):
+        robust = after(name, still_correct(model, gen(1 + i)(attack), x, y, robust, bs, device, f"{label} {name}"))
+    aa = wb["autoattack"]
+    autoattack = [] if aa["version"] == "none" else AutoAttack(
+        model, epsilon=pgd["epsilon"], version=aa["version"], seed=p["seed"], iterations=aa["iterations"],
+        square_queries=aa["square_queries"], device=device).attacks()
+    for name, attack in autoattack:
+        robust = after(f"white-box AutoAttack {name}", still_correct(model, attack, x, y, robust, bs, device,
+                                                                     f"{label} AutoAttack {name}"))
+    # the robustness curve's PGD at the table's epsilon counts too; the curve there is the table's number
+    curve, at_table = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd, bs, device, gen,
+                                       label, robust)
+    if at_table is not None:
+        robust = after(f"white-box PGD of the robustness curve (first {len(at_table)} images)",
+                       torch.cat([at_table, robust[len(at_table):]]))
+    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, cascade, p, gen, device, label, after)
+    return robust, cascade, curve, sanity
+
+
+def robustness_curve(model, x, y, clean, cfg: dict, pgd: dict, batch_size: int, device, gen, defence: str,
+                     whitebox: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
     """White-box PGD accuracy at each epsilon. An image broken at a smaller epsilon is broken at every
-    larger one (its adversarial example lies in the larger ball too), so each run attacks the rest."""
+    larger one (its adversarial example lies in the larger ball too), so each run attacks the rest. At the
+    table's epsilon (attack.pgd's) the cascade's breaks (`whitebox`) count too, so that the curve there is
+    the table's white-box number on the same images; returns the curve and, where it has that epsilon,
+    its robust images there."""
     n = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
     robust = clean[:n].clone()
-    accuracy = []
+    accuracy, intervals, at_table = [], [], None
     for i, eps in enumerate(sorted(cfg["epsilons"])):
         if eps > 0:
             attack = gen(50 + i)(PGD(model, epsilon=eps, steps=cfg["steps"], step_size=cfg["relative_step"] * eps,
-                                     random_start=random_start))
+                                     random_start=pgd["random_start"], best=True))
             robust = still_correct(model, attack, x[:n], y[:n], robust, batch_size, device,
                                    f"{defence} PGD at eps {eps}")
+        if math.isclose(eps, pgd["epsilon"]):
+            robust = at_table = robust & whitebox[:n]
         accuracy.append(share(robust))
-    return {"attack": f"white-box PGD, {cfg['steps']} steps of {cfg['relative_step']} x epsilon",
-            "test_images": n, "epsilon": sorted(cfg["epsilons"]), "accuracy": accuracy}
+        intervals.append(summary(robust)["interval_95"])
+    return {"attack": f"white-box PGD, {cfg['steps']} steps of {cfg['relative_step']} x epsilon (best iterate); "
+                      f"at epsilon {pgd['epsilon']} with every attack of the table",
+            "test_images": n, "epsilon": sorted(cfg["epsilons"]), "accuracy": accuracy,
+            "interval_95": intervals}, at_table
+
+
+def sanity_checks(model, x, y, predictions, correct, robust, cascade, p, gen, device, defence, after):
+    """The checks a reviewer runs against a robustness claim, each {pass, what, and its figures}.
+
+    The costly ones run on the first `sanity.test_size` images. The convergence check's stronger PGD
+    breaks images too: they count in the white-box number (returned with the checks)."""
+    cfg, pgd, bs = p["sanity"], {**p["attack"]["pgd"], "best": True}, p["whitebox"]["batch_size"]
+    m = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
+    xs, ys, clean = x[:m], y[:m], correct["clean"][:m]
+    checks = {}
+    deg = degenerate(predictions, 10, cfg["degenerate_share"])
+    checks["not_degenerate"] = {"pass": not deg["degenerate"], **deg,
+                                "what": f"no class predicted for more than {cfg['degenerate_share']:.0%} of the clean "
+                                        "test images"}
+
+    eps = cfg["unbounded_epsilon"]
+    steps = p["robustness"]["steps"]
+    unbounded = summary(still_correct(model, gen(90)(PGD(model, epsilon=eps, steps=steps, step_size=eps / 4,
+                                                         random_start=True, best=True)),
+                                      xs, ys, clean, bs, device, f"{defence} sanity: PGD at eps {eps}"))
+    checks["unbounded_budget"] = {"pass": unbounded["accuracy"] <= cfg["unbounded_max_accuracy"],
+                                  "what": f"accuracy under PGD at epsilon {eps} (any image) is at most "
+                                          f"{cfg['unbounded_max_accuracy']}", "accuracy": unbounded}
+
+    step = p["whitebox"]["step_sizes"][0]
+    alone = still_correct(model, gen(91)(PGD(model, **{**pgd, "step_size": step})), xs, ys, clean, bs, device,
+                          f"{defence} sanity: PGD alone")
+    stronger = alone
+    for r in range(cfg["restarts"]):
+        attack = PGD(model, **{**pgd, "step_size": step, "steps": 2 * pgd["steps"], "random_start": True})
+        stronger = still_correct(model, gen(92 + r)(attack), xs, ys, stronger, bs, device,
+                                 f"{defence} sanity: PGD x2 steps, restart {r + 1}")
+    base, more = summary(alone), summary(stronger)
+    checks["converged"] = {"pass": base["accuracy"] - more["accuracy"] <= half_width(base),
+                           "what": f"PGD with twice the steps and {cfg['restarts']} random restarts lowers PGD's "
+                                   "accuracy by less than half its 95% interval", "pgd": base, "stronger": more}
+    robust = after(f"white-box PGD of the convergence check (first {m} images)",
+                   torch.cat([robust[:m] & stronger, robust[m:]]))
+
+    lines = list(cascade.values())
+    square = [i for i, k in enumerate(cascade) if "Square" in k]
+    if square:
+        before, found = lines[square[0] - 1], lines[square[0]]
+        checks["gradient_free_not_stronger"] = {
+            "pass": before["accuracy"] - found["accuracy"] <= half_width(before),
+            "what": "the gradient-free attack (Square), run after the gradient attacks, breaks less than half "
+                    "the 95% interval of what they left (else the gradients are likely masked)",
+            "before": before, "after": found}
+    grey = summary(correct["pgd"][:m])
+    checks["whitebox_not_above_greybox"] = {
+        "pass": more["accuracy"] <= grey["accuracy"] + half_width(grey),
+        "what": "white-box PGD alone (with the convergence check's restarts) is not above grey-box PGD by more "
+                "than half its 95% interval", "whitebox": more, "greybox": grey}
+    return checks, robust

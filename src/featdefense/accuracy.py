@@ -1,0 +1,43 @@
+"""Accuracies as a reviewer reads them: a count of images, an interval, and whether the classifier is one.
+
+Pure functions on boolean masks and predictions; the evaluation stage and the report use them."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95%
+
+
+def wilson(correct: int, images: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion (95% by default); (0, 1) for no images."""
+    if images == 0:
+        return 0.0, 1.0
+    p = correct / images
+    centre = (p + z * z / (2 * images)) / (1 + z * z / images)
+    half = z / (1 + z * z / images) * math.sqrt(p * (1 - p) / images + z * z / (4 * images * images))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summary(mask: torch.Tensor) -> dict:
+    """An accuracy from the mask of images counted correct: the share, the counts, its 95% interval."""
+    images, correct = int(mask.numel()), int(mask.sum())
+    low, high = wilson(correct, images)
+    return {"accuracy": correct / images if images else 0.0, "correct": correct, "images": images,
+            "interval_95": [round(low, 6), round(high, 6)]}
+
+
+def half_width(s: dict) -> float:
+    """Half the width of a summary's interval: the least difference worth a word."""
+    low, high = s["interval_95"]
+    return (high - low) / 2
+
+
+def degenerate(predictions: torch.Tensor, num_classes: int, share: float) -> dict:
+    """Whether a classifier predicts one class for more than `share` of its inputs (a constant classifier
+    scores about 1/num_classes under any attack: its 'robustness' means nothing)."""
+    counts = torch.bincount(predictions.flatten().long(), minlength=num_classes)
+    top = int(counts.argmax())
+    most = float(counts[top]) / max(1, predictions.numel())
+    return {"degenerate": most > share, "majority_class": top, "majority_share": round(most, 6), "threshold": share}
