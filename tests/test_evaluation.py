@@ -58,12 +58,12 @@ def test_an_image_fooled_at_a_middle_step_counts_as_broken():
 
 
 def _templates(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ten classes of binary 28x28 templates at grey levels 0.3 / 0.7, with 5% of the pixels flipped."""
+    """Ten classes of binary 28x28 templates at grey levels 0.4 / 0.8, with 5% of the pixels flipped."""
+    templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.3
     g = torch.Generator().manual_seed(seed)
-    templates = torch.rand(10, 1, 28, 28, generator=g) < 0.3
     y = torch.arange(n) % 10
     flips = torch.rand(n, 1, 28, 28, generator=g) < 0.05
-    return 0.3 + 0.4 * (templates[y] ^ flips).float(), y
+    return 0.4 + 0.4 * (templates[y] ^ flips).float(), y
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +81,12 @@ def target():
 
 
 class _Quantiser(nn.Module):
-    """A deliberately masked defence: snaps each pixel to the nearer grey level; its gradient is zero."""
+    """A deliberately masked defence: snaps each pixel to a grey level (0.4 below 0.5, else 0.8); its
+    gradient is zero everywhere. Random noise of 0.1 flips a dark pixel: restarts and Square find what
+    the gradient cannot."""
 
     def forward(self, x):
-        return 0.3 + 0.4 * (x > 0.5).float()
+        return 0.4 + 0.4 * torch.round(x)
 
 
 def _params(epsilon: float) -> dict:
@@ -108,20 +110,22 @@ def _evaluate(model, x, y, p, grey_pgd: torch.Tensor):
 
 def test_sanity_checks_pass_on_the_plain_target_and_fail_on_a_masked_defence(target):
     x, y = _templates(200, seed=2)
-    p = _params(0.25)
-    assert (target(x).argmax(1) == y).float().mean() > 0.9
-    # grey-box PGD: crafted on the plain target (for the plain target itself, its own white-box attack)
-    transfer = PGD(target, epsilon=0.25, steps=20, step_size=0.0625)(x, y)
     masked = nn.Sequential(_Quantiser(), target).eval()
-    assert (masked(x).argmax(1) == y).float().mean() > 0.9  # the masked defence loses nothing clean
+    for model in (target, masked):
+        assert (model(x).argmax(1) == y).float().mean() > 0.9  # the masked defence loses nothing clean
 
-    robust, cascade, curve, sanity = _evaluate(target, x, y, p, target(transfer).argmax(1) == y)
+    def grey(model, epsilon):  # grey-box PGD: crafted on the plain target (for the target, its own attack)
+        transfer = PGD(target, epsilon=epsilon, steps=20, step_size=epsilon / 4)(x, y)
+        return model(transfer).argmax(1) == y
+
+    robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03), grey(target, 0.03))
     assert {k: v["pass"] for k, v in sanity.items()} == {k: True for k in sanity}, sanity
     assert set(sanity) == {"not_degenerate", "unbounded_budget", "converged", "gradient_free_not_stronger",
                            "whitebox_not_above_greybox"}
+    assert 0 < summary(robust)["correct"]  # some images survive: the checks compare something
     assert curve["accuracy"][-1] == summary(robust)["accuracy"]  # the curve at the table's epsilon
 
-    robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(transfer).argmax(1) == y)
+    robust, cascade, curve, sanity = _evaluate(masked, x, y, _params(0.25), grey(masked, 0.25))
     failed = {k for k, v in sanity.items() if not v["pass"]}
     assert failed == {"unbounded_budget", "converged", "gradient_free_not_stronger", "whitebox_not_above_greybox"}, \
         sanity
@@ -132,13 +136,13 @@ def test_the_autoattack_wrapper_agrees_with_the_library_image_for_image(target):
     from pyautoattack import AutoAttack as Reference
 
     x, y = _templates(60, seed=3)
-    model = nn.Sequential(_Quantiser(), target).eval()  # some images survive: a comparison that means something
+    model = target  # at epsilon 0.03 some images survive: a comparison that means something
     clean = model(x).argmax(1) == y
-    ours = AutoAttack(model, epsilon=0.25, seed=0, iterations=10, square_queries=300)
+    ours = AutoAttack(model, epsilon=0.03, seed=0, iterations=10, square_queries=300)
     robust = clean
     for name, attack in ours.attacks():
         robust = still_correct(model, attack, x, y, robust, 60, "cpu", name)
-    reference = Reference(model, eps=0.25, seed=0, version="standard")
+    reference = Reference(model, eps=0.03, seed=0, version="standard")
     for a in (reference.apgd, reference.apgd_targeted, reference.fab):
         a.n_iter = 10
     reference.square.n_queries = 300

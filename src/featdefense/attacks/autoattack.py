@@ -45,7 +45,10 @@ class AutoAttack:
                 attack.n_restarts = 1
         return attack.perturb(images, labels)
 
+    def attack(self, name: str) -> tuple[str, object]:
+        """(label, attack(images, labels, generator=None) -> adversarial images) for one of its attacks."""
+        return LABELS.get(name, name), lambda x, y, generator=None: self._run(name, x, y)
+
     def attacks(self) -> list[tuple[str, object]]:
-        """(label, attack(images, labels, generator=None) -> adversarial images), in the version's order."""
-        return [(LABELS.get(name, name), lambda x, y, generator=None, name=name: self._run(name, x, y))
-                for name in self.library.attacks_to_run]
+        """Each attack of the version, in its order."""
+        return [self.attack(name) for name in self.library.attacks_to_run]

@@ -199,7 +199,7 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     if at_table is not None:
         robust = after(f"white-box PGD of the robustness curve (first {len(at_table)} images)",
                        torch.cat([at_table, robust[len(at_table):]]))
-    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, cascade, p, gen, device, label, after)
+    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after)
     return robust, cascade, curve, sanity
 
 
@@ -229,7 +229,7 @@ def robustness_curve(model, x, y, clean, cfg: dict, pgd: dict, batch_size: int, 
             "interval_95": intervals}, at_table
 
 
-def sanity_checks(model, x, y, predictions, correct, robust, cascade, p, gen, device, defence, after):
+def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after):
     """The checks a reviewer runs against a robustness claim, each {pass, what, and its figures}.
 
     The costly ones run on the first `sanity.test_size` images. The convergence check's stronger PGD
@@ -247,19 +247,19 @@ def sanity_checks(model, x, y, predictions, correct, robust, cascade, p, gen, de
     steps = p["robustness"]["steps"]
     unbounded = summary(still_correct(model, gen(90)(PGD(model, epsilon=eps, steps=steps, step_size=eps / 4,
                                                          random_start=True, best=True)),
-                                      xs, ys, clean, bs, device, f"{defence} sanity: PGD at eps {eps}"))
+                                      xs, ys, clean, bs, device, f"{label} sanity: PGD at eps {eps}"))
     checks["unbounded_budget"] = {"pass": unbounded["accuracy"] <= cfg["unbounded_max_accuracy"],
                                   "what": f"accuracy under PGD at epsilon {eps} (any image) is at most "
                                           f"{cfg['unbounded_max_accuracy']}", "accuracy": unbounded}
 
     step = p["whitebox"]["step_sizes"][0]
     alone = still_correct(model, gen(91)(PGD(model, **{**pgd, "step_size": step})), xs, ys, clean, bs, device,
-                          f"{defence} sanity: PGD alone")
+                          f"{label} sanity: PGD alone")
     stronger = alone
     for r in range(cfg["restarts"]):
         attack = PGD(model, **{**pgd, "step_size": step, "steps": 2 * pgd["steps"], "random_start": True})
         stronger = still_correct(model, gen(92 + r)(attack), xs, ys, stronger, bs, device,
-                                 f"{defence} sanity: PGD x2 steps, restart {r + 1}")
+                                 f"{label} sanity: PGD x2 steps, restart {r + 1}")
     base, more = summary(alone), summary(stronger)
     checks["converged"] = {"pass": base["accuracy"] - more["accuracy"] <= half_width(base),
                            "what": f"PGD with twice the steps and {cfg['restarts']} random restarts lowers PGD's "
@@ -267,15 +267,18 @@ def sanity_checks(model, x, y, predictions, correct, robust, cascade, p, gen, de
     robust = after(f"white-box PGD of the convergence check (first {m} images)",
                    torch.cat([robust[:m] & stronger, robust[m:]]))
 
-    lines = list(cascade.values())
-    square = [i for i, k in enumerate(cascade) if "Square" in k]
-    if square:
-        before, found = lines[square[0] - 1], lines[square[0]]
+    aa = p["whitebox"]["autoattack"]
+    if aa["version"] != "none":  # Square alone against the gradient attacks alone, on the same images
+        name, square = AutoAttack(model, epsilon=pgd["epsilon"], seed=p["seed"], iterations=aa["iterations"],
+                                  square_queries=aa["square_queries"], device=device).attack("square")
+        found = still_correct(model, square, xs, ys, clean, bs, device, f"{label} sanity: {name} alone")
         checks["gradient_free_not_stronger"] = {
-            "pass": before["accuracy"] - found["accuracy"] <= half_width(before),
-            "what": "the gradient-free attack (Square), run after the gradient attacks, breaks less than half "
-                    "the 95% interval of what they left (else the gradients are likely masked)",
-            "before": before, "after": found}
+            "pass": summary(found)["accuracy"] >= more["accuracy"] - half_width(more),
+            "what": "the gradient-free attack (Square) alone leaves no fewer images than PGD alone with restarts, "
+                    "beyond half its 95% interval (else the gradients are likely masked)",
+            "square": summary(found), "gradient": more}
+        robust = after(f"white-box {name} of the gradient-masking check (first {m} images)",
+                       torch.cat([robust[:m] & found, robust[m:]]))
     grey = summary(correct["pgd"][:m])
     checks["whitebox_not_above_greybox"] = {
         "pass": more["accuracy"] <= grey["accuracy"] + half_width(grey),
