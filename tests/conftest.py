@@ -37,7 +37,7 @@ TINY = {
     "attack": {"train_size": None, "test_size": None, "batch_size": 64, "pgd": {"steps": 10}},
     "loss_net": {"weights": "random"},
     "denoiser": {"epochs": 1, "batch_size": 64},
-    "defences": {"madry": {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 64},
+    "defences": {"madry": {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 64, "ramp_epochs": 1},
                  "hgd": {"epochs": 1, "batch_size": 64}},
     "whitebox": {"autoattack": {"iterations": 5, "square_queries": 20}},
     "sanity": {"test_size": 40, "restarts": 1},

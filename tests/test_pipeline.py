@@ -293,7 +293,7 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(s
     assert {"train_denoiser@mnist", "loss_net", "attack@mnist-pgd", "train_target@mnist", "prepare@mnist",
             "download@mnist"} <= set(stages)
     assert stages["train_denoiser@mnist"]["params"]["denoiser"]["epochs"] == TINY["denoiser"]["epochs"]
-    assert any(c["path"] == "src/featdefense/stages/train_denoiser.py" for c in stages["train_denoiser@mnist"]["code"])
+    assert any(c["path"] == "src/featdefense/defences/ours.py" for c in stages["train_denoiser@mnist"]["code"])
     assert set(downloads[0]["files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
     head = sh(snakemake_copy, "git", "rev-parse", "HEAD").stdout.strip()

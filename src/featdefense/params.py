@@ -73,6 +73,9 @@ def _semantic_errors(p: dict) -> list[str]:
     if madry and madry["step_size"] > madry["epsilon"]:
         errors.append(f"defences.madry.step_size: {madry['step_size']} is larger than defences.madry.epsilon "
                       f"{madry['epsilon']}; allowed: 0 < step_size <= epsilon")
+    if madry and madry["ramp_epochs"] > madry["epochs"]:
+        errors.append(f"defences.madry.ramp_epochs: {madry['ramp_epochs']} is more than defences.madry.epochs "
+                      f"{madry['epochs']}: training would end below its epsilon; allowed: 0 <= ramp_epochs <= epochs")
     fl = p["feature_loss"]
     if not fl["layers"] and not fl["pixel"]:
         errors.append("feature_loss: no layers and pixel: false leaves an empty loss; "

@@ -176,7 +176,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
                 "loss_net": LOSS_NET},
           params=("seed", "device", "threads", "feature_loss", "denoiser"),
           outs={"denoiser": DENOISER},
-          plots={"log": "data/plots/{dataset}/denoiser_train.csv"}),
+          plots={"log": "data/plots/{dataset}/denoiser_train.csv"},
+          runner="featdefense.defences.ours:train"),  # the defence owns its training, as madry and hgd do
 ]}
 
 

@@ -1,4 +1,5 @@
-"""Small shared pieces of the stages: seeding, loading images as tensors, batched inference."""
+"""Small shared pieces of the stages and defences: seeding, subsets, loading images and adversarial train
+examples as tensors, batched inference. Below both: a defence never imports a stage."""
 from __future__ import annotations
 
 import random
@@ -61,3 +62,23 @@ def load_module(path: str | Path, module: torch.nn.Module, device) -> tuple[torc
     except RuntimeError as e:
         raise ArtifactError(f"{path}: does not fit {type(module).__name__}: {e}") from None
     return module.to(device).eval(), blob["meta"]
+
+
+def subset(n: int, size: int | None, seed: int) -> np.ndarray:
+    """`size` indices out of n, drawn with `seed` and sorted; all of them when size is None or >= n."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
+def load_adversarial_train(paths: dict[str, str]) -> tuple[torch.Tensor, np.ndarray]:
+    """Adversarial train images of the named attacks, stacked, and the clean index of each."""
+    xs, idx = [], []
+    for attack, path in paths.items():
+        with open_h5(path) as f:
+            try:
+                xs.append(torch.from_numpy(f["train"]["x_adv"][()]))
+                idx.append(f["train"]["index"][()])
+            except (KeyError, OSError) as e:
+                raise ArtifactError(f"{path}: no readable train split ({e})") from None
+    return torch.cat(xs), np.concatenate(idx)

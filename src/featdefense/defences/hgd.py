@@ -16,8 +16,7 @@ from tqdm import tqdm
 
 from ..io import atomic_path, provenance, save_model
 from ..models.lenet import Target
-from ..stages.train_denoiser import load_adversarial_train
-from ..training import batches, load_module, load_split, setup
+from ..training import batches, load_adversarial_train, load_module, load_split, setup
 from . import Defence
 
 log = logging.getLogger(__name__)

@@ -17,17 +17,10 @@ from tqdm import tqdm
 from .. import attacks
 from ..io import atomic_path, open_h5, provenance
 from ..models.lenet import Target
-from ..training import batches, load_module, setup, to_tensor
+from ..training import batches, load_module, setup, subset, to_tensor
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
-
-
-def subset(n: int, size: int | None, seed: int) -> np.ndarray:
-    """`size` indices out of n, drawn with `seed` and sorted; all of them when size is None or >= n."""
-    if size is None or size >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
 
 
 def run(p, inp, out, dataset, attack):

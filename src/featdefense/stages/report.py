@@ -36,8 +36,27 @@ def pct(v: float) -> float:
     return round(100 * v, 1)
 
 
+def interval(line: dict) -> str:
+    low, high = line["interval_95"]
+    return f"{pct(low)}–{pct(high)}"
+
+
+def flags(m: dict) -> str:
+    """What a reader must know before trusting a defence's numbers: degenerate, failed sanity checks."""
+    found = []
+    if m["degenerate"]:
+        d = m["sanity"]["not_degenerate"]
+        found.append(f"DEGENERATE: predicts class {d['majority_class']} for {pct(d['majority_share'])}% of clean "
+                     "test images")
+    failed = [k for k, v in m["sanity"].items() if not v["pass"] and k != "not_degenerate"]
+    if failed:
+        found.append("sanity check(s) failed: " + ", ".join(failed))
+    return "; ".join(found)
+
+
 def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
-    """Rows attack x defence: accuracy (grey-box for attacks), the paper's number, white-box, the paper's tick."""
+    """Rows attack x defence: accuracy (grey-box for attacks) with its 95% interval, the paper's number,
+    white-box with its interval, the paper's tick, and the flags a reader must see."""
     dataset = next(iter(evaluations.values()))["dataset"]
     published = {(r["attack"], r["defence"]): r for r in paper["rows"]}
     rows = []
@@ -50,16 +69,32 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
                 paper_value = paper["clean_target"][dataset]
             broken = row.get("broken")
             on_itself = attack != "clean" and m["defence"]["kind"] == "classifier"
+            wb = m["intervals"][WHITEBOX[attack]] if attack in WHITEBOX else None
             rows.append({
                 "attack": attack_label if attack == "clean" else
                 f"{attack_label} ({'on the robust model' if on_itself else 'grey-box'})",
                 "defence": m["defence"]["label"],
                 "accuracy_%": pct(m["accuracy"][attack]),
+                "95%_interval": interval(m["intervals"][attack]),
                 "paper_%": paper_value,
-                "white-box_%": pct(m["accuracy"][WHITEBOX[attack]]) if attack in WHITEBOX else None,
+                "white-box_%": pct(wb["accuracy"]) if wb else None,
+                "white-box_95%_interval": interval(wb) if wb else None,
                 "paper_says_broken": None if broken is None else ("yes" if broken else "no"),
+                "flags": flags(m) or None,
             })
     return pd.DataFrame(rows)
+
+
+def sanity_table(evaluations: dict[str, dict]) -> pd.DataFrame:
+    """Defence x sanity check: pass or FAIL, with the figures that decided it."""
+    def cell(check: dict | None) -> str:
+        if check is None:
+            return "not run"
+        return "pass" if check["pass"] else "FAIL"
+
+    names = list(next(iter(evaluations.values()))["sanity"])
+    return pd.DataFrame([{"defence": m["defence"]["label"], **{k: cell(m["sanity"].get(k)) for k in names}}
+                         for m in evaluations.values()])
 
 
 def caption(evaluations: dict[str, dict]) -> str:
@@ -79,10 +114,13 @@ def caption(evaluations: dict[str, dict]) -> str:
         "crafted on it.",
         f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: FGSM; PGD ({pgd['steps']} "
         f"steps, each step size of {wb['step_sizes']}); for image-to-image defences also BPDA-PGD (the defence "
-        f"taken as the identity on the backward pass); APGD-CE ({wb['apgd_steps']} steps, ART's, which keeps "
-        "only its last iterate); all through defence and classifier end to end. An image counts only if it is "
-        "classified correctly clean and after every attack, grey-box ones included: the FGSM row's white-box "
-        "number takes the minimum over the FGSM attacks, the PGD row's over all of them.",
+        f"taken as the identity on the backward pass); AutoAttack ({autoattack(wb['autoattack'])}); the "
+        "robustness curve's PGD at this epsilon and the sanity checks' attacks (on their images); all through "
+        "defence and classifier end to end, each judged at its best iterate (an image counts as broken if any "
+        "iterate fooled the model). An image counts only if it is classified correctly clean and after every "
+        "attack, grey-box ones included: the FGSM row's white-box number takes the minimum over the FGSM "
+        "attacks, the PGD row's over all of them. Intervals: 95% Wilson score intervals over the test images; "
+        "two numbers differ only where their intervals do not overlap.",
         f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
     for name, m in evaluations.items():
@@ -101,6 +139,23 @@ def caption(evaluations: dict[str, dict]) -> str:
                 line += " **WARNING: the loss network had RANDOM weights (a test or smoke run), not ImageNet VGG-16.**"
         lines.append(line)
     return "\n".join(lines)
+
+
+def autoattack(cfg: dict) -> str:
+    if cfg["version"] == "none":
+        return "not run"
+    budget = [f"{cfg['iterations']} iterations" if cfg["iterations"] else "",
+              f"Square {cfg['square_queries']} queries" if cfg["square_queries"] else ""]
+    budget = ", ".join(b for b in budget if b)
+    return f"{cfg['version']} version: APGD-CE, APGD-T, FAB-T, Square" + (
+        f", budget reduced to {budget}" if budget else ", its full budget")
+
+
+def sanity_caption(evaluations: dict[str, dict]) -> str:
+    first = next(iter(evaluations.values()))
+    lines = [f"- {k}: {v['what']}" for k, v in first["sanity"].items()]
+    images = first["sanity"]["unbounded_budget"]["accuracy"]["images"]
+    return (f"Each check on the first {images} test images (the degenerate flag on all):\n" + "\n".join(lines))
 
 
 def robustness_frame(evaluations: dict[str, dict]) -> pd.DataFrame:
@@ -187,8 +242,15 @@ def run(p, inp, out, dataset):
         df.to_csv(tmp, index=False)
     eps = next(iter(evaluations.values()))["attacks"]["pgd"]["epsilon"]
     title = f"## {dataset}: accuracy (%) at epsilon {eps}, ours beside the paper's"
-    shown = df.astype(object).where(df.notna(), "-")  # no value: "-", not "nan"
-    write_text(out["table_md"], f"{title}\n\n{shown.to_markdown(index=False)}\n\n{caption(evaluations)}\n")
+    shown = df.astype(object)
+    for i, row in df.iterrows():  # a degenerate classifier's accuracy is no robustness: no number is shown
+        if evaluations[next(n for n, m in evaluations.items() if m["defence"]["label"] == row["defence"])]["degenerate"]:
+            shown.loc[i, ["accuracy_%", "white-box_%"]] = "degenerate"
+    shown = shown.where(df.notna(), "-")  # no value: "-", not "nan"
+    checks = sanity_table(evaluations).to_markdown(index=False)
+    write_text(out["table_md"], f"{title}\n\n{shown.to_markdown(index=False)}\n\n{caption(evaluations)}\n\n"
+                                f"### {dataset}: sanity checks (Carlini et al. 2019), per defence\n\n{checks}\n\n"
+                                f"{sanity_caption(evaluations)}\n")
     curve = robustness_frame(evaluations)
     with atomic_path(out["robustness"]) as tmp:
         curve.to_csv(tmp, index=False)
