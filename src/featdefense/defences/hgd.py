@@ -79,7 +79,7 @@ def train(p, inp, out, dataset):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(i)
+            total += float(loss.detach()) * len(i)
         rows.append({"epoch": epoch, "lgd_loss": total / len(order)})
         log.info("%s hgd epoch %d/%d: LGD loss %.4f", dataset, epoch, cfg["epochs"], total / len(order))
     save_model(out["model"], model, {**provenance("train_hgd", p, inp), "dataset": dataset,

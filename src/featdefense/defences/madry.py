@@ -58,7 +58,7 @@ def train(p, inp, out, dataset):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(yb)
+            total += float(loss.detach()) * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
         clean = float((predict(model, x_test, device) == y_test).float().mean())
         rows.append({"epoch": epoch, "epsilon": scale * cfg["epsilon"], "loss": total / len(order),

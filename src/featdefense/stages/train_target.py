@@ -37,7 +37,7 @@ def run(p, inp, out, dataset):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
         test_acc = float((predict(model, x_test, device) == y_test).float().mean())
