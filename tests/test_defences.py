@@ -14,7 +14,7 @@ from featdefense import locations
 from featdefense.defences import DEFENCES, defended_model
 from featdefense.models.lenet import Target
 from featdefense.stages import attack, train_target
-from featdefense.training import load_module
+from featdefense.training import load_module, load_split
 
 from . import fixtures
 from .conftest import PAPER, sh
@@ -79,12 +79,25 @@ def train(name, cfg, inputs, tmp_path):
 
 
 def test_madry_trains_on_tiny_data(tiny_inputs, tmp_path):
-    model, meta, log = train("madry", {"epochs": 3, "steps": 3, "step_size": 0.1, "batch_size": 32},
-                             tiny_inputs, tmp_path)
+    model, meta, log = train("madry", {"epochs": 3, "steps": 3, "step_size": 0.1, "batch_size": 32,
+                                       "warm_start": False, "ramp_epochs": 0}, tiny_inputs, tmp_path)
     assert list(log["epoch"]) == [1, 2, 3] and meta["train_examples"] == 300
-    assert log["loss"].iloc[-1] < log["loss"].iloc[0]  # it learns on its own PGD examples
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]  # from random weights, it learns on its own PGD examples
     assert log["adversarial_train_accuracy"].iloc[-1] > log["adversarial_train_accuracy"].iloc[0]
     assert meta["params"]["defences"]["madry"]["steps"] == 3
+
+
+def test_madry_starts_from_the_clean_target_and_ramps_epsilon(tiny_inputs, tmp_path):
+    cold = train("madry", {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 32, "warm_start": False,
+                           "ramp_epochs": 0, "lr": 1e-9}, tiny_inputs, tmp_path / "cold")[2]
+    warm = train("madry", {"epochs": 3, "steps": 3, "step_size": 0.1, "batch_size": 32, "warm_start": True,
+                           "ramp_epochs": 2, "lr": 1e-9}, tiny_inputs, tmp_path / "warm")[2]
+    assert list(warm["epsilon"]) == pytest.approx([0.1, 0.2, 0.2])  # eps 0.2 reached at epoch 2, kept after
+    # with a learning rate too small to move it, the warm start is the target itself: clean accuracy as high
+    target, _ = load_module(tiny_inputs["target"], Target(), "cpu")
+    x, y = load_split(tiny_inputs["prepared"], "test")
+    clean = (target(x).argmax(1) == y).float().mean().item()
+    assert warm["clean_test_accuracy"].iloc[0] == pytest.approx(clean) and cold["clean_test_accuracy"].iloc[0] < 0.3
 
 
 def test_hgd_trains_on_tiny_data_with_the_lgd_loss(tiny_inputs, tmp_path):

@@ -153,3 +153,16 @@ def test_the_autoattack_wrapper_agrees_with_the_library_image_for_image(target):
     assert [name for name, _ in ours.attacks()] == ["APGD-CE", "APGD-T", "FAB-T", "Square (gradient-free)"]
     assert 0 < int(robust.sum()) < int(clean.sum())  # the attacks broke some images, not all
     assert torch.equal(robust, theirs)
+
+
+def test_seeds_are_summarised_by_mean_and_sample_sd():
+    from featdefense.seeds import aggregate, markdown, mean_sd
+
+    assert mean_sd([0.8, 0.9, 1.0]) == pytest.approx((0.9, 0.1))  # sample sd: sqrt(0.02 / 2)
+    assert mean_sd([0.5]) == (0.5, 0.0)
+    accuracy = lambda v: {k: v for k in ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")}  # noqa: E731
+    runs = {seed: {"Madry": {"accuracy": accuracy(v), "degenerate": seed == 2}} for seed, v in
+            [(0, 0.8), (1, 0.9), (2, 1.0)]}
+    table = aggregate(runs)
+    assert table["Madry"]["pgd"]["seeds"] == [0.8, 0.9, 1.0] and table["Madry"]["degenerate_in"] == [2]
+    assert "| Madry | 90.0 ± 10.0 |" in markdown("mnist", [0, 1, 2], table, 100)

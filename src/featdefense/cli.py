@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                                   "which are stale and why")
     sub.add_parser("pull", help="dvc pull, then keep the outputs that are current here and name (and remove from "
                                 "the workspace) the stale ones")
+    se = sub.add_parser("seeds", help="run the pipeline for one dataset under several seeds (DVC experiments) and "
+                                      "write data/seeds/<dataset>.md: each accuracy's mean and sd across them")
+    se.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    se.add_argument("--dataset", choices=WILDCARD_VALUES["dataset"], default="mnist")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -144,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: stale, {why}")
         elif args.command == "pull":
             pull(args.params)
+        elif args.command == "seeds":
+            from .seeds import run as run_seeds
+
+            run_seeds(args.seeds, args.dataset, args.params)
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,78 @@
+"""`featdefense seeds`: the pipeline under several seeds, as DVC experiments, and mean ± sd across them.
+
+Each seed is one `dvc exp run -S seed=<k> --name seed-<k> report@<dataset>` in this workspace (so it
+reads the same sources.local.yaml and shares DVC's cache and run records): its params, dvc.lock and
+metrics are kept as the experiment `seed-<k>-<dataset>` (`dvc exp show`, `dvc exp apply seed-<k>-<dataset>`). After each,
+the evaluations' accuracies are read from the workspace; `data/seeds/<dataset>.md` and `.json` hold
+each seed's numbers and their mean ± sample sd. The workspace's own seed is put back at the end.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+from . import params as params_mod
+from .defences import DEFENCES
+from .io import write_json, write_text
+
+KEYS = ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")
+OUT = Path("data/seeds")
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (n - 1; 0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, sd
+
+
+def aggregate(runs: dict[int, dict[str, dict]]) -> dict:
+    """{seed: {defence label: metrics}} -> {defence label: {key: {"seeds": [...], "mean": m, "sd": s}}}."""
+    labels = list(next(iter(runs.values())))
+    table = {}
+    for label in labels:
+        table[label] = {}
+        for key in KEYS:
+            values = [runs[seed][label]["accuracy"][key] for seed in sorted(runs)]
+            mean, sd = mean_sd(values)
+            table[label][key] = {"seeds": values, "mean": mean, "sd": sd}
+        table[label]["degenerate_in"] = [seed for seed in sorted(runs) if runs[seed][label]["degenerate"]]
+    return table
+
+
+def markdown(dataset: str, seeds: list[int], table: dict, images: int) -> str:
+    head = ["defence"] + [k.replace("_", " ") for k in KEYS] + ["degenerate in seeds"]
+    lines = [f"## {dataset}: accuracy (%) over seeds {', '.join(map(str, seeds))}: mean ± sd ({images} test images)",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, row in table.items():
+        cells = [f"{100 * row[k]['mean']:.1f} ± {100 * row[k]['sd']:.1f}" for k in KEYS]
+        lines.append("| " + " | ".join([label, *cells, ", ".join(map(str, row["degenerate_in"])) or "-"]) + " |")
+    lines += ["", "White-box: the per-image minimum over every attack (see the report's caption). Each seed's "
+              "params, dvc.lock and metrics: `dvc exp show`, the experiments named seed-<k>-<dataset>."]
+    return "\n".join(lines) + "\n"
+
+
+def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Path:
+    own = params_mod.load(params_path)["seed"]
+    found: dict[int, dict[str, dict]] = {}
+    for seed in seeds:
+        print(f"featdefense seeds: seed {seed} (dvc exp run, report@{dataset})", flush=True)
+        subprocess.run(["dvc", "exp", "run", "-S", f"seed={seed}", "--name", f"seed-{seed}-{dataset}",
+                        f"report@{dataset}"], check=True)
+        found[seed] = {}
+        for name in DEFENCES:  # in the report's order
+            m = json.loads(Path(f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
+            found[seed][m["defence"]["label"]] = m
+    table = aggregate(found)
+    images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_json(OUT / f"{dataset}.json", {"dataset": dataset, "seeds": seeds, "test_images": images, "table": table})
+    write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images))
+    # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
+    subprocess.run(["dvc", "exp", "run", "-S", f"seed={own}", "--name", f"seed-{own}-{dataset}-restored",
+                    f"report@{dataset}"], check=True)
+    print((OUT / f"{dataset}.md").read_text())
+    return OUT / f"{dataset}.md"
