@@ -71,7 +71,8 @@ def check_artifacts(project, datasets=DATASETS) -> None:
                        "white-box PGD step 0.01", *bpda, "white-box AutoAttack APGD-CE", "white-box AutoAttack APGD-T",
                        "white-box AutoAttack FAB-T", "white-box AutoAttack Square (gradient-free)",
                        "white-box PGD of the robustness curve (first 100 images)",
-                       "white-box PGD of the convergence check (first 40 images)"]
+                       "white-box PGD of the convergence check (first 40 images)",
+                       "white-box Square (gradient-free) of the gradient-masking check (first 40 images)"]
             assert names == [f"{i:02d}. {'+ ' if i > 1 else ''}{a}" for i, a in enumerate(attacks, 1)]
             assert cascade == sorted(cascade, reverse=True) and cascade[-1] == acc["whitebox_pgd"]
             for key, line in [*metrics["intervals"].items(), *metrics["whitebox_pgd_cascade"].items()]:
@@ -277,7 +278,8 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(s
                          "--json").stdout)
     node = tree["artifact"]
     assert node["stage"] == "evaluate_ours@mnist"
-    assert set(node["params"]) == {"seed", "device", "threads", "attack.fgsm", "attack.pgd", "whitebox", "robustness"}
+    assert set(node["params"]) == {"seed", "device", "threads", "attack.fgsm", "attack.pgd", "whitebox", "robustness",
+                                   "sanity"}
     assert node["params"]["whitebox"]["step_sizes"] == [0.1, 0.01]
     assert node["environment"]["torch"] == str(torch.__version__) and node["environment"]["device"] == "cpu"
     stages, downloads = {}, []
