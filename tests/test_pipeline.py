@@ -96,7 +96,16 @@ def check_artifacts(project, datasets=DATASETS) -> None:
         report = (project / f"data/reports/{ds}/table.md").read_text()
         assert "NON-canonical" in report and "RANDOM weights" in report
         table = pd.read_csv(project / f"data/reports/{ds}/table.csv")
-        assert list(table.columns) == ["attack", "defence", "accuracy_%", "paper_%", "white-box_%", "paper_says_broken"]
+        assert list(table.columns) == ["attack", "defence", "accuracy_%", "95%_interval", "paper_%", "white-box_%",
+                                       "white-box_95%_interval", "paper_says_broken", "flags"]
+        # a defence is flagged exactly where its metrics call it degenerate or a sanity check failed
+        evaluations = {d.label: json.loads((project / f"data/metrics/{ds}/evaluate_{n}.json").read_text())
+                       for n, d in DEFENCES.items()}
+        flagged = {label for label, m in evaluations.items()
+                   if m["degenerate"] or not all(c["pass"] for c in m["sanity"].values())}
+        assert set(table.loc[table["flags"].notna(), "defence"]) == flagged
+        assert ("| degenerate " in report) == any(m["degenerate"] for m in evaluations.values())
+        assert f"### {ds}: sanity checks" in report
         assert len(table) == 3 * len(DEFENCES) and set(table["defence"]) == {d.label for d in DEFENCES.values()}
         assert table["white-box_%"].isna().sum() == len(DEFENCES)  # clean rows only
         curves = pd.read_csv(project / f"data/plots/{ds}/robustness.csv")
