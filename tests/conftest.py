@@ -39,8 +39,8 @@ TINY = {
     "denoiser": {"epochs": 1, "batch_size": 64},
     "defences": {"madry": {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 64, "ramp_epochs": 1},
                  "hgd": {"epochs": 1, "batch_size": 64}},
-    "whitebox": {"autoattack": {"iterations": 5, "square_queries": 20}},
-    "sanity": {"test_size": 40, "restarts": 1},
+    "whitebox": {"autoattack": {"iterations": 3, "square_queries": 10}},
+    "sanity": {"test_size": 20, "restarts": 1},
     "robustness": {"steps": 5},
 }
 

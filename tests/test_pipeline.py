@@ -71,8 +71,8 @@ def check_artifacts(project, datasets=DATASETS) -> None:
                        "white-box PGD step 0.01", *bpda, "white-box AutoAttack APGD-CE", "white-box AutoAttack APGD-T",
                        "white-box AutoAttack FAB-T", "white-box AutoAttack Square (gradient-free)",
                        "white-box PGD of the robustness curve (first 100 images)",
-                       "white-box PGD of the convergence check (first 40 images)",
-                       "white-box Square (gradient-free) of the gradient-masking check (first 40 images)"]
+                       "white-box PGD of the convergence check (first 20 images)",
+                       "white-box Square (gradient-free) of the gradient-masking check (first 20 images)"]
             assert names == [f"{i:02d}. {'+ ' if i > 1 else ''}{a}" for i, a in enumerate(attacks, 1)]
             assert cascade == sorted(cascade, reverse=True) and cascade[-1] == acc["whitebox_pgd"]
             for key, line in [*metrics["intervals"].items(), *metrics["whitebox_pgd_cascade"].items()]:
