@@ -33,6 +33,7 @@ RUN_STATE = ("dvc.lock", "params.yaml")
 # The tiny configuration: every stage runs in seconds on the fixtures.
 TINY = {
     "threads": 1,  # two stages at once on 2 cores
+    "resources": {"mem_mb": 1000, "runtime": 10, "gpus": 0, "stages": {}},  # what a SLURM job asks for
     "target": {"epochs": 4, "batch_size": 32},
     "attack": {"train_size": None, "test_size": None, "batch_size": 64, "pgd": {"steps": 10}},
     "loss_net": {"weights": "random"},
@@ -97,6 +98,18 @@ def sh(project: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
+def process_in(project: Path, command: str) -> int | None:
+    """The pid of a process running in `project` whose command line holds `command`, if one runs now."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if command.encode() in (proc / "cmdline").read_bytes().replace(b"\0", b" ") \
+                    and (proc / "cwd").resolve() == project.resolve():
+                return int(proc.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def copy_project(built: Path, dest: Path) -> Path:
     """A copy of a built project, with its DVC cache, Snakemake's metadata, run records and file times:
     what a test that changes things starts from, leaving the session's build as it was."""
@@ -151,11 +164,13 @@ BUILDS: list[Builds] = []
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Tests that need the built pipeline run last, and their builds start now, beside the others."""
+    """Tests that need the built pipeline run last, and their builds start now, beside the others. The
+    SLURM test runs first (it compares with the Snakemake build only at its end: `builds` fixture)."""
     needs = [item for item in items if "built" in getattr(item, "fixturenames", ())]
-    if not needs:
+    first = [item for item in items if "builds" in getattr(item, "fixturenames", ())]
+    if not needs and not first:
         return
-    items[:] = [item for item in items if item not in needs] + needs
+    items[:] = first + [item for item in items if item not in needs and item not in first] + needs
     from filelock import FileLock
 
     basetemp = config._tmp_path_factory.getbasetemp()
@@ -176,6 +191,12 @@ def raw_fixtures(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def built() -> dict[str, Path]:
     return BUILDS[0].wait()
+
+
+@pytest.fixture(scope="session")
+def builds() -> Builds:
+    """The session's builds, started and maybe not finished: `.wait()` when a test needs them."""
+    return BUILDS[0]
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import time
 
 import h5py
 import numpy as np
@@ -22,7 +24,7 @@ from featdefense.io import read_dvc_lock
 from featdefense.pipeline import STAGES, final_products
 
 from . import fixtures
-from .conftest import TINY, copy_project, set_param, sh
+from .conftest import TINY, copy_project, env_for, process_in, set_param, sh
 from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_the_truth, dvc_stale,
                     snakemake_jobs, stale_in_themselves)
 
@@ -212,6 +214,26 @@ def test_a_partial_snakemake_run_records_only_what_it_made(snakemake_copy):
         "denoiser"]["epochs"] == 1
     status = sh(project, "featdefense", "status").stdout
     assert "train_denoiser@cifar10: stale, changed: params denoiser" in status
+
+
+def test_dvc_commit_waits_for_another_dvc_command_instead_of_failing(snakemake_copy):
+    """Two runs ending at once (or a `dvc push` during a run's end) never run two DVC commands at once."""
+    from dvc.repo import Repo
+
+    project = snakemake_copy
+    recorded = read_dvc_lock(project / "dvc.lock")
+    (project / "dvc.lock").unlink()  # every instance is now current but unrecorded: one `dvc commit` of all
+    with Repo(str(project)).lock:  # another DVC command holds the repository
+        commit = subprocess.Popen(["featdefense", "dvc-commit"], cwd=project, env=env_for(project), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while process_in(project, "commit --force") is None and commit.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)
+        assert commit.poll() is None, f"dvc commit did not wait for the lock:\n{commit.communicate()[0]}"
+    out = commit.communicate(timeout=300)[0]
+    assert commit.returncode == 0, out
+    assert read_dvc_lock(project / "dvc.lock") == recorded
 
 
 def test_snakemake_reruns_only_what_a_param_change_touches(snakemake_copy):

@@ -75,7 +75,7 @@ def pull(params_path: str) -> None:
     """`dvc pull`, then keep what is current: outputs whose dvc.lock entry matches this workspace's code,
     inputs and params. Stale ones are named and removed from the workspace (not from DVC's cache), left to
     rerun; Snakemake's start-up puts the file times of the rest in order (runs.reconcile)."""
-    subprocess.run(["dvc", "pull"], check=True)
+    subprocess.run(["dvc", "--wait-for-lock", "pull"], check=True)
     params = params_mod.load(params_path)
     stale = runs.remove_stale(params)
     runs.reconcile(params)

@@ -18,13 +18,17 @@ class ParamsError(FeatdefenseError):
 
 
 def schema() -> dict:
-    """The schema file, with each defence module's schema for its section `defences.<name>` added."""
+    """The schema file, with each defence module's schema for its section `defences.<name>` added, and
+    the stage names `resources.stages` may hold."""
     from .defences import DEFENCES
+    from .pipeline import STAGES
 
     full = yaml.safe_load(SCHEMA_PATH.read_text())
     sections = {name: d.schema for name, d in DEFENCES.items() if d.schema is not None}
     full["properties"]["defences"] = {"type": "object", "additionalProperties": False,
                                       "required": sorted(sections), "properties": sections}
+    full["properties"]["resources"]["properties"]["stages"].update(
+        additionalProperties=False, properties={name: {"$ref": "#/$defs/job"} for name in STAGES})
     return full
 
 

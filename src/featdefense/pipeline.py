@@ -251,6 +251,23 @@ def final_products() -> list[str]:
     return [path.format(**w) for s in STAGES.values() for w in s.instances() for path in s.products.values()]
 
 
+# -- what a job asks of a scheduler ----------------------------------------------------------------
+
+def job_threads(stage: Stage, params: dict) -> int:
+    """CPU threads one job of the stage uses (params `threads`, when the stage reads it; else one)."""
+    return params["threads"] if "threads" in stage.params else 1
+
+
+def job_resources(stage: Stage, params: dict) -> dict:
+    """What one job of the stage asks of a scheduler, as Snakemake resources (the slurm profile's plugin
+    makes them sbatch's --mem, --time and --gpus): params `resources`, under the stage's own entry there.
+    A GPU only for a stage that runs on the device (reads `device`), and only when params ask for CUDA."""
+    r = params["resources"]
+    own = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpus": r["gpus"], **r["stages"].get(stage.name, {})}
+    gpu = {"gpu": own["gpus"]} if "device" in stage.params and params["device"] == "cuda" and own["gpus"] else {}
+    return {"mem_mb": own["mem_mb"], "runtime": own["runtime"], **gpu}
+
+
 # -- dvc.yaml -----------------------------------------------------------------------------------------
 
 def _dvc_template(path: str, wildcards: tuple[str, ...]) -> str:

@@ -245,12 +245,14 @@ def survey(params: dict) -> tuple[list[str], list[str], dict[str, str]]:
 def dvc_commit(params: dict) -> list[str]:
     """Record in dvc.lock the instances whose outputs were made from their present state; nothing else.
 
-    One DVC command for all of them (DVC's repository lock forbids two at once)."""
+    One DVC command for all of them, run where Snakemake was started (its onsuccess/onerror), never in a
+    job on a cluster node. DVC's repository lock forbids two at once: this one waits for the lock (another
+    run ending, a `dvc push`) instead of failing."""
     import subprocess
 
     _, to_commit, stale = survey(params)
     if to_commit:
-        subprocess.run(["dvc", "commit", "--force", "--quiet", *to_commit], check=True)
+        subprocess.run(["dvc", "--wait-for-lock", "commit", "--force", "--quiet", *to_commit], check=True)
     print(f"dvc.lock: recorded {len(to_commit)} stage(s) made from their present code, inputs and params"
           + (f"; {len(stale)} not recorded (stale or never made):" if stale else ""))
     for name, why in stale.items():

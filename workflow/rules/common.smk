@@ -5,7 +5,8 @@ from snakemake.utils import validate
 fd_params.validate(config, "params.yaml")  # every problem, each with its key, value and what is allowed
 validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
 pipeline.check_dvc_yaml()  # both engines run the same graph: a defence module added needs dvc.yaml re-rendered
-runs.reconcile(config)  # params files where values changed; file times of current outputs in order
+if workflow.is_main_process:  # not in a cluster job: one process keeps file times and params files
+    runs.reconcile(config)  # params files where values changed; file times of current outputs in order
 
 
 wildcard_constraints:
@@ -57,4 +58,9 @@ SHELL = "{params.command} > {log} 2>&1"  # every rule's shell: its stage command
 
 def stage_threads(name):
     """CPU threads the stage uses (params.yaml `threads`), so the scheduler does not oversubscribe."""
-    return config["threads"] if "threads" in pipeline.STAGES[name].params else 1
+    return pipeline.job_threads(pipeline.STAGES[name], config)
+
+
+def stage_resources(name):
+    """Memory, run time and GPUs a job asks for (params.yaml `resources`): the slurm profile's sbatch options."""
+    return pipeline.job_resources(pipeline.STAGES[name], config)

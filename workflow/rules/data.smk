@@ -3,6 +3,7 @@ rule download:
     output: **stage_products("download")
     params: command=stage_command("download")
     threads: stage_threads("download")
+    resources: **stage_resources("download")
     log: stage_log("download")
     shell: SHELL
 
@@ -12,5 +13,6 @@ rule prepare:
     output: **stage_products("prepare")
     params: command=stage_command("prepare")
     threads: stage_threads("prepare")
+    resources: **stage_resources("prepare")
     log: stage_log("prepare")
     shell: SHELL

@@ -3,6 +3,7 @@ rule loss_net:
     output: **stage_products("loss_net")
     params: command=stage_command("loss_net")
     threads: stage_threads("loss_net")
+    resources: **stage_resources("loss_net")
     log: stage_log("loss_net")
     shell: SHELL
 
@@ -12,6 +13,7 @@ rule train_denoiser:
     output: **stage_products("train_denoiser")
     params: command=stage_command("train_denoiser")
     threads: stage_threads("train_denoiser")
+    resources: **stage_resources("train_denoiser")
     log: stage_log("train_denoiser")
     shell: SHELL
 
@@ -25,5 +27,6 @@ for defence_stage in pipeline.defence_training_stages():
         output: **stage_products(defence_stage)
         params: command=stage_command(defence_stage)
         threads: stage_threads(defence_stage)
+        resources: **stage_resources(defence_stage)
         log: stage_log(defence_stage)
         shell: SHELL

@@ -6,6 +6,7 @@ for evaluation_stage in pipeline.evaluation_stages():
         output: **stage_products(evaluation_stage)
         params: command=stage_command(evaluation_stage)
         threads: stage_threads(evaluation_stage)
+        resources: **stage_resources(evaluation_stage)
         log: stage_log(evaluation_stage)
         shell: SHELL
 
@@ -15,5 +16,6 @@ rule report:
     output: **stage_products("report")
     params: command=stage_command("report")
     threads: stage_threads("report")
+    resources: **stage_resources("report")
     log: stage_log("report")
     shell: SHELL

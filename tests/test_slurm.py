@@ -1,0 +1,123 @@
+"""The tiny pipeline through a real SLURM (scripts/local_slurm.py: one node, this machine) with the project's
+own profile, workflow/profiles/slurm, MNIST's whole chain (every rule): a job killed by the scheduler
+mid-stage leaves nothing either engine takes as valid, the next run finishes, and what it made is byte for
+byte what the local Snakemake build made.
+
+Needs root and Debian's slurm-wlm and munge; skipped with the reason where SLURM cannot start, except where
+FEATDEFENSE_REQUIRE_SLURM is set (CI: .ci/run installs them), where that is a failure."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from featdefense.io import read_dvc_lock
+from featdefense.pipeline import STAGES
+
+from .conftest import ROOT, env_for, make_project, process_in, sh
+from .truth import check_engines_agree, check_lock_tells_the_truth, snakemake_jobs
+
+pytestmark = pytest.mark.pipeline
+
+_spec = importlib.util.spec_from_file_location("local_slurm", ROOT / "scripts" / "local_slurm.py")
+local_slurm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(local_slurm)
+
+# README's command for the local cluster: the profile, with the cluster's partition and no account; squeue
+# for job states (no accounting here: sacct has nothing to say) and a first status check after 2 s
+SLURM_RUN = ["snakemake", "--profile", "workflow/profiles/slurm",
+             "--default-resources", f"slurm_partition={local_slurm.PARTITION}", "--slurm-no-account",
+             "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+VICTIM = ("train_target", {"dataset": "mnist"})  # killed mid-stage: everything of MNIST depends on it
+# MNIST's whole chain, as the DVC build does (every rule, 15 jobs; CIFAR-10's half adds no rule, only minutes)
+TARGETS = [p.format(dataset="mnist") for p in STAGES["report"].products.values()]
+CHAIN = {s.instance_name(**w) for s in STAGES.values() for w in s.instances() if w.get("dataset", "mnist") == "mnist"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = local_slurm.unavailable()
+    if reason:
+        if os.environ.get("FEATDEFENSE_REQUIRE_SLURM"):
+            pytest.fail(f"SLURM is required here (FEATDEFENSE_REQUIRE_SLURM) but cannot start: {reason}")
+        pytest.skip(f"SLURM cannot start here: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="featdefense-slurm-", dir="/tmp"))  # munged: folders open to all
+    root.chmod(0o755)
+    try:
+        yield local_slurm.start(root)
+    finally:
+        local_slurm.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def slurm_job_of(pid: int) -> str:
+    environ = dict(v.split(b"=", 1) for v in (Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")) if b"=" in v)
+    return environ[b"SLURM_JOB_ID"].decode()
+
+
+def kill_mid_stage(project: Path, run: subprocess.Popen, command: str, seconds: float = 240) -> str:
+    """scancel the SLURM job in which the stage `command` is running, once its process is seen."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and run.poll() is None:
+        pid = process_in(project, command)
+        if pid is not None:
+            job = slurm_job_of(pid)
+            subprocess.run(["scancel", job], check=True)
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"never saw `{command}` run within {seconds} s (the run ended: {run.poll() is not None})")
+
+
+def test_slurm_run_killed_mid_stage_then_rerun_matches_the_local_build(cluster, builds, tmp_path):
+    project = make_project(tmp_path / "project", builds.raw)
+    env = {**env_for(project), **cluster}
+    stage, wildcards = STAGES[VICTIM[0]], VICTIM[1]
+    victim = stage.instance_name(**wildcards)
+
+    # 1. a run in which the scheduler kills one job mid-stage (no retry, so the run ends with it)
+    with open(tmp_path / "run1.log", "w") as log:
+        run = subprocess.Popen(SLURM_RUN + ["--retries", "0", *TARGETS], cwd=project, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+        job = kill_mid_stage(project, run, stage.cmd.format(**wildcards))
+        assert run.wait(timeout=600) != 0
+    log1 = (tmp_path / "run1.log").read_text()
+    assert re.search(rf"SLURM-job '{job}' failed, SLURM status is: 'CANCELLED'", log1), log1[-3000:]
+    assert re.search(r"Job \d+ has been submitted with SLURM jobid \d+", log1)
+
+    products = [p.format(**wildcards) for p in stage.products.values()]
+    assert not [p for p in products if (project / p).exists()], "a killed job left outputs"
+    lock = read_dvc_lock(project / "dvc.lock") if (project / "dvc.lock").exists() else {}
+    assert victim not in lock and lock, "dvc.lock must record what finished, and not the killed stage"
+    check_lock_tells_the_truth(project)
+    stale = check_engines_agree(project)  # DVC and Snakemake both see it (and all below it) still to make
+    assert victim in stale and victim in snakemake_jobs(project)
+    assert f"{victim}: stale, outputs missing" in sh(project, "featdefense", "status").stdout
+
+    # 2. the next run with the profile as it is finishes the chain
+    with open(tmp_path / "run2.log", "w") as log:
+        assert subprocess.run(SLURM_RUN + TARGETS, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              timeout=900).returncode == 0, (tmp_path / "run2.log").read_text()[-3000:]
+    log2 = (tmp_path / "run2.log").read_text()
+    assert f"Finished jobid" in log2 and "slurm_partition=featdefense" in log2
+
+    # what it made is what the local Snakemake build made: every dvc.lock entry (command, the MD5 of every
+    # code file, input and output, the params) is the same, so every output is byte for byte the same
+    local = read_dvc_lock(builds.wait()["snakemake"] / "dvc.lock")
+    on_slurm = read_dvc_lock(project / "dvc.lock")
+    assert set(on_slurm) == CHAIN and len(CHAIN) == 15
+    for name in CHAIN:
+        assert on_slurm[name] == local[name], name
+    assert check_engines_agree(project) == set(local) - CHAIN  # only CIFAR-10's half is left to make
+    check_lock_tells_the_truth(project)
+
+    # and it is shared as DVC shares anything
+    sh(project, "dvc", "remote", "modify", "local", "url", str(tmp_path / "remote"))
+    sh(project, "dvc", "push")
+    assert "in sync" in sh(project, "dvc", "status", "--cloud").stdout
