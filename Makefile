@@ -33,7 +33,7 @@ ifneq ($(DATA),)
 endif
 	git show HEAD:params.yaml > params.yaml  # start from the committed recipe, then apply CONFIG
 	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/offline.yaml)
-	snakemake --cores $(CORES) all
+	snakemake --profile workflow/profiles/local --cores $(CORES) all
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal  # two workers: the pipeline tests run mostly one process at a time

@@ -229,7 +229,7 @@ def test_dvc_commit_waits_for_another_dvc_command_instead_of_failing(snakemake_c
         deadline = time.time() + 60
         while process_in(project, "commit --force") is None and commit.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        time.sleep(3)
+        time.sleep(8)  # DVC alone gives up after 3 s
         assert commit.poll() is None, f"dvc commit did not wait for the lock:\n{commit.communicate()[0]}"
     out = commit.communicate(timeout=300)[0]
     assert commit.returncode == 0, out

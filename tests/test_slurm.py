@@ -95,17 +95,28 @@ def test_slurm_run_killed_mid_stage_then_rerun_matches_the_local_build(cluster, 
     assert not [p for p in products if (project / p).exists()], "a killed job left outputs"
     lock = read_dvc_lock(project / "dvc.lock") if (project / "dvc.lock").exists() else {}
     assert victim not in lock and lock, "dvc.lock must record what finished, and not the killed stage"
+    shutil.copy(project / "dvc.lock", tmp_path / "after-kill.lock")
     check_lock_tells_the_truth(project)
     stale = check_engines_agree(project)  # DVC and Snakemake both see it (and all below it) still to make
     assert victim in stale and victim in snakemake_jobs(project)
     assert f"{victim}: stale, outputs missing" in sh(project, "featdefense", "status").stdout
 
-    # 2. the next run with the profile as it is finishes the chain
+    # 2. the next run with the profile as it is finishes the chain (--verbose: the log shows each sbatch call)
     with open(tmp_path / "run2.log", "w") as log:
-        assert subprocess.run(SLURM_RUN + TARGETS, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              timeout=900).returncode == 0, (tmp_path / "run2.log").read_text()[-3000:]
+        assert subprocess.run(SLURM_RUN + ["--verbose", *TARGETS], cwd=project, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=900).returncode == 0, \
+            (tmp_path / "run2.log").read_text()[-3000:]
     log2 = (tmp_path / "run2.log").read_text()
-    assert f"Finished jobid" in log2 and "slurm_partition=featdefense" in log2
+    # each job asked for what params.yaml `resources` and `threads` say (the tiny configuration's)
+    calls = re.findall(r"^sbatch call: (sbatch .*)$", log2, flags=re.M)
+    assert len(calls) == len(CHAIN) - len(set(read_dvc_lock(tmp_path / "after-kill.lock")))
+    for call in calls:
+        assert f"-p {local_slurm.PARTITION}" in call and " -t 10 " in call and " --mem 1000 " in call, call
+        assert "--cpus-per-task=1" in call, call
+    jobs = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %T %k"], env=env,
+                          capture_output=True, text=True, check=True).stdout
+    (tmp_path / "jobs.txt").write_text(jobs)  # README quotes this and the logs
+    assert re.search(rf"^{job} CANCELLED rule_train_target_wildcards_mnist", jobs, flags=re.M), jobs
 
     # what it made is what the local Snakemake build made: every dvc.lock entry (command, the MD5 of every
     # code file, input and output, the params) is the same, so every output is byte for byte the same
