@@ -6,7 +6,7 @@ DATA ?=
 CORES ?= $(shell nproc)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup pipeline test lock
+.PHONY: setup pipeline test lock benchmark
 setup: $(VENV)/.installed
 
 # The environment is pinned: requirements.lock holds the exact version of every package.
@@ -34,6 +34,12 @@ endif
 	git show HEAD:params.yaml > params.yaml  # start from the committed recipe, then apply CONFIG
 	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/offline.yaml)
 	snakemake --profile workflow/profiles/local --cores $(CORES) all
+
+# PGD's speed against ART's and torchattacks' (README: Performance). torchattacks pins an old `requests`, so it
+# goes to .bench/ (on the benchmark's path only), not into .venv.
+benchmark: setup
+	$(VENV)/bin/pip install --quiet --no-deps --target .bench torchattacks==3.5.1
+	$(VENV)/bin/python benchmarks/pgd.py
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal  # two workers: the pipeline tests run mostly one process at a time

@@ -1,4 +1,5 @@
 """The target classifier: the paper's 4-layer LeNet on 28x28x1 images in [0, 1]."""
+import torch
 from torch import nn
 
 
@@ -11,3 +12,7 @@ class Target(nn.Sequential):
             nn.Linear(800, 500), nn.ReLU(),
             nn.Linear(500, num_classes),
         )
+        # Channels-last weights: oneDNN's convolutions, and above all the gradient with respect to the input
+        # that every attack step takes, run about 1.6x faster on a CPU than with NCHW weights
+        # (benchmarks/pgd.py). The weights' values, and the model files' state dicts, are the same.
+        self.to(memory_format=torch.channels_last)

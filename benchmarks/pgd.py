@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Benchmark: PGD throughput, ours against ART's and torchattacks' PGD, on the same model, images and
+machine, in one process; with the robust accuracy each reached, peak memory, and GFLOP/s against this
+machine's measured fp32 matrix-product peak. Also the attack stage's peak memory on 10,000 and 60,000
+images (it streams to HDF5: flat).
+
+    make benchmark                       # installs torchattacks beside .venv (.bench/), then runs this
+    python benchmarks/pgd.py --smoke     # seconds: proves it runs (CI); its figures mean nothing
+
+Model and images: the trained target and the first test images of real MNIST when a pipeline run left
+them (data/models/mnist/target.pt, data/prepared/mnist.h5), else a random LeNet and random images (said
+so). Not a test: nothing here asserts a speed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / ".bench"))  # torchattacks, where `make benchmark` put it
+
+from featdefense.attacks.pgd import PGD  # noqa: E402
+from featdefense.models.lenet import Target  # noqa: E402
+
+
+# -- the machine -------------------------------------------------------------------------------------
+
+def matmul_peak(threads: int, device: torch.device, seconds: float = 2.0) -> float:
+    """The best fp32 matrix-product rate (GFLOP/s) this machine reaches with `threads` threads."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+        torch.mm(a, b)
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            torch.mm(a, b)
+            reps += 1
+        sync(device)
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+class PeakMemory:
+    """Peak resident memory (MB) above what the process held when entered: a thread samples /proc."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _rss(self) -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.mb = (self.peak - self.base) / 2 ** 20
+
+
+# -- model and data ----------------------------------------------------------------------------------
+
+def model_and_images(n: int, device: torch.device, smoke: bool):
+    from featdefense.training import load_module, load_split
+
+    target_file, prepared = ROOT / "data/models/mnist/target.pt", ROOT / "data/prepared/mnist.h5"
+    if not smoke and target_file.is_file() and prepared.is_file():
+        model, _ = load_module(target_file, Target(), device)
+        x, y = load_split(prepared, "test", np.arange(n))
+        what = f"the trained target ({target_file.relative_to(ROOT)}), the first {n} real MNIST test images"
+    else:
+        torch.manual_seed(0)
+        model = Target().to(device).eval()
+        x = torch.rand(n, 1, 28, 28)
+        y = model(x.to(device)).argmax(1).cpu()
+        what = f"a random LeNet and {n} random images (no pipeline run here: figures of speed only)"
+    return model.requires_grad_(False), x.to(device), y.to(device), what
+
+
+def flops_per_image_iteration(model, x, y) -> float:
+    """What one PGD step costs per image: the forward pass, and the gradient with respect to the input,
+    which takes each convolution and matrix product once more, transposed, at the same cost (no weight
+    gradients: the model's weights need none). Pointwise work (ReLU, pooling, the loss) is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x[:8])
+    return 2 * counter.get_total_flops() / 8
+
+
+# -- the attacks -------------------------------------------------------------------------------------
+
+def ours(model, a, memory_format=torch.channels_last):
+    m = Target().to(next(model.parameters()).device).eval().requires_grad_(False)
+    m.load_state_dict(model.state_dict())
+    m = m.to(memory_format=memory_format)
+    attack = PGD(m, a.epsilon, a.steps, a.step_size, random_start=True)
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+
+    def run(x, y):
+        return torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size], generator=gen)
+                          for s in range(0, len(x), a.batch_size)])
+    return run
+
+
+def art(model, a):
+    try:
+        from art.attacks.evasion import ProjectedGradientDescentPyTorch
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError as e:
+        return f"not installed ({e.name})"
+    classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+                                   nb_classes=10, clip_values=(0.0, 1.0),
+                                   device_type="gpu" if next(model.parameters()).is_cuda else "cpu")
+    attack = ProjectedGradientDescentPyTorch(classifier, norm=np.inf, eps=a.epsilon, eps_step=a.step_size,
+                                             max_iter=a.steps, num_random_init=1, batch_size=a.batch_size,
+                                             verbose=False)
+    return lambda x, y: torch.from_numpy(attack.generate(x.cpu().numpy(), y=y.cpu().numpy())).to(x.device)
+
+
+def torchattacks_pgd(model, a):
+    try:
+        import torchattacks
+    except ImportError:
+        return "not installed (make benchmark installs it into .bench/: its pins clash with .venv's requests)"
+    attack = torchattacks.PGD(model, eps=a.epsilon, alpha=a.step_size, steps=a.steps, random_start=True)
+
+    def run(x, y):
+        return torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size])
+                          for s in range(0, len(x), a.batch_size)])
+    return run
+
+
+def art_apgd(model, a):
+    """ART's APGD-CE (featdefense.attacks.apgd): another attack, for scale; its accuracy is its own."""
+    from featdefense.attacks.apgd import APGD
+
+    attack = APGD(model, a.epsilon, a.steps)
+    return lambda x, y: torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size])
+                                   for s in range(0, len(x), a.batch_size)])
+
+
+def accuracy(model, x_adv, y) -> float:
+    with torch.no_grad():
+        return float((model(x_adv).argmax(1) == y).float().mean())
+
+
+def attack_stage_memory(sizes: tuple[int, ...], batch_size: int) -> dict[int, float]:
+    """Peak memory of the attack stage's loop (FGSM, streaming batches to HDF5) on prepared splits of
+    these sizes: what grows with the dataset, if anything does."""
+    import h5py
+
+    from featdefense.attacks import FGSM
+    from featdefense.stages.attack import attack_split
+
+    model = Target().eval().requires_grad_(False)
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            src, dst = Path(tmp) / f"prepared{n}.h5", Path(tmp) / f"adv{n}.h5"
+            with h5py.File(src, "w") as f:
+                f.create_dataset("x", data=np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8))
+                f.create_dataset("y", data=np.zeros(n, dtype=np.int64))
+            with h5py.File(src, "r") as f, h5py.File(dst, "w") as out, PeakMemory() as peak:
+                attack_split(out.create_group("test"), FGSM(model, 0.2), model, f["x"], f["y"][()], np.arange(n),
+                             batch_size, torch.Generator().manual_seed(0), torch.device("cpu"), f"{n} images")
+            found[n] = peak.mb
+    return found
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--epsilon", type=float, default=0.2)
+    ap.add_argument("--step-size", type=float, default=0.1)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (the cpu configuration's: 1 per job)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--smoke", action="store_true", help="64 images, 3 steps, no memory sweep: seconds")
+    a = ap.parse_args()
+    if a.smoke:
+        a.images, a.steps, a.batch_size = 64, 3, 32
+    torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if a.device == "auto" else a.device)
+    model, x, y, what = model_and_images(a.images, device, a.smoke)
+    peak = matmul_peak(a.threads, device, 0.3 if a.smoke else 3.0)
+    flops = flops_per_image_iteration(model, x, y)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {a.threads} thread(s)"
+    print(f"device: {device.type} ({where}); torch {torch.__version__}")
+    print(f"model and data: {what}")
+    print(f"PGD: epsilon {a.epsilon}, {a.steps} steps of {a.step_size}, random start, batches of {a.batch_size}")
+    print(f"one step = {flops / 1e6:.2f} MFLOP per image (forward + input gradient); "
+          f"fp32 matrix-product peak measured here: {peak:.1f} GFLOP/s\n")
+
+    peers = {"featdefense PGD": ours(model, a),
+             "featdefense PGD, NCHW weights": ours(model, a, torch.contiguous_format),
+             "ART ProjectedGradientDescentPyTorch": art(model, a),
+             "torchattacks PGD": torchattacks_pgd(model, a),
+             "ART AutoProjectedGradientDescent (APGD-CE, another attack)": art_apgd(model, a)}
+    rows, base = [], None
+    for name, run in peers.items():
+        if isinstance(run, str):
+            rows.append(f"| {name} | {run} | | | | | |")
+            continue
+        run(x[: a.batch_size], y[: a.batch_size]) if not a.smoke else None  # warm-up
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            x_adv = run(x, y)
+            sync(device)
+            seconds = time.perf_counter() - start
+        rate = a.images * a.steps / seconds
+        base = base or rate
+        gflops = rate * flops / 1e9
+        rows.append(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {100 * accuracy(model, x_adv, y):.1f} | "
+                    f"{gflops:.1f} | {100 * gflops / peak:.0f}% | {mem.mb:.0f} |")
+    print("| attack | image-iterations/s | vs ours | robust accuracy (%) | GFLOP/s | of peak | peak memory (MB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n".join(rows))
+    if not a.smoke:
+        print("\nattack stage (FGSM, streamed to HDF5), peak memory above the process's:")
+        for n, mb in attack_stage_memory((10_000, 60_000), a.batch_size).items():
+            print(f"  {n:6d} images: {mb:.0f} MB")
+    print(f"\n(max resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
