@@ -94,14 +94,14 @@ class PeakMemory:
 
 # -- model and data ----------------------------------------------------------------------------------
 
-def model_and_images(n: int, device: torch.device, smoke: bool):
+def model_and_images(n: int, device: torch.device, smoke: bool, project: Path):
     from featdefense.training import load_module, load_split
 
-    target_file, prepared = ROOT / "data/models/mnist/target.pt", ROOT / "data/prepared/mnist.h5"
+    target_file, prepared = project / "data/models/mnist/target.pt", project / "data/prepared/mnist.h5"
     if not smoke and target_file.is_file() and prepared.is_file():
         model, _ = load_module(target_file, Target(), device)
         x, y = load_split(prepared, "test", np.arange(n))
-        what = f"the trained target ({target_file.relative_to(ROOT)}), the first {n} real MNIST test images"
+        what = f"the trained target ({target_file}), the first {n} MNIST test images of {prepared}"
     else:
         torch.manual_seed(0)
         model = Target().to(device).eval()
@@ -212,13 +212,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the cpu configuration's: 1 per job)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--smoke", action="store_true", help="64 images, 3 steps, no memory sweep: seconds")
+    ap.add_argument("--project", type=Path, default=ROOT, help="where a pipeline run left data/ (this repository)")
     a = ap.parse_args()
     if a.smoke:
         a.images, a.steps, a.batch_size = 64, 3, 32
     torch.set_num_threads(a.threads)
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           "cpu" if a.device == "auto" else a.device)
-    model, x, y, what = model_and_images(a.images, device, a.smoke)
+    model, x, y, what = model_and_images(a.images, device, a.smoke, a.project)
     peak = matmul_peak(a.threads, device, 0.3 if a.smoke else 3.0)
     flops = flops_per_image_iteration(model, x, y)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {a.threads} thread(s)"
