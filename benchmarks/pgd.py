@@ -193,7 +193,8 @@ def attack_stage_memory(sizes: tuple[int, ...], batch_size: int) -> dict[int, fl
         for n in sizes:
             src, dst = Path(tmp) / f"prepared{n}.h5", Path(tmp) / f"adv{n}.h5"
             with h5py.File(src, "w") as f:
-                f.create_dataset("x", data=np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8))
+                pixels = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+                f.create_dataset("x", data=pixels)
                 f.create_dataset("y", data=np.zeros(n, dtype=np.int64))
             with h5py.File(src, "r") as f, h5py.File(dst, "w") as out, PeakMemory() as peak:
                 attack_split(out.create_group("test"), FGSM(model, 0.2), model, f["x"], f["y"][()], np.arange(n),
@@ -222,7 +223,8 @@ def main() -> None:
     model, x, y, what = model_and_images(a.images, device, a.smoke, a.project)
     peak = matmul_peak(a.threads, device, 0.3 if a.smoke else 3.0)
     flops = flops_per_image_iteration(model, x, y)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {a.threads} thread(s)"
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{cpu_name()}, {a.threads} thread(s)")
     print(f"device: {device.type} ({where}); torch {torch.__version__}")
     print(f"model and data: {what}")
     print(f"PGD: epsilon {a.epsilon}, {a.steps} steps of {a.step_size}, random start, batches of {a.batch_size}")
@@ -257,7 +259,8 @@ def main() -> None:
         print("\nattack stage (FGSM, streamed to HDF5), peak memory above the process's:")
         for n, mb in attack_stage_memory((10_000, 60_000), a.batch_size).items():
             print(f"  {n:6d} images: {mb:.0f} MB")
-    print(f"\n(max resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n(max resident memory of this process: {maxrss:.0f} MB)")
 
 
 if __name__ == "__main__":

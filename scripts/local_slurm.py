@@ -11,9 +11,10 @@ lives in --dir (its own munge key and socket, state, logs and the daemons' proce
 configuration, written where every SLURM command looks for it, /etc/slurm/slurm.conf: a job's `srun`
 (Snakemake's jobstep plugin) does not see $SLURM_CONF, which it drops with the job's other SLURM_*
 variables. A slurm.conf there that this script did not write is never overwritten (start refuses), and
-stop removes the one it wrote. Free ports are picked; /etc/munge is not touched. The node is this machine (`hostname -s`), with its cores and 90% of its
-memory; no accounting (no slurmdbd): job states come from `squeue`, which keeps finished jobs for
-MinJobAge (an hour here). stop sends SIGTERM to the daemons it started, by their process ids.
+stop removes the one it wrote. Free ports are picked; /etc/munge is not touched. The node is this
+machine (`hostname -s`), with its cores and 90% of its memory; no accounting (no slurmdbd): job states
+come from `squeue`, which keeps finished jobs for MinJobAge (an hour here). stop sends SIGTERM to the
+daemons it started, by their process ids.
 """
 from __future__ import annotations
 

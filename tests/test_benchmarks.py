@@ -1,4 +1,4 @@
-"""The benchmark still runs (seconds, smoke mode). Nothing here asserts a speed: speeds are measured by
+"""The benchmarks still run (seconds, smoke mode). Nothing here asserts a speed: speeds are measured by
 `make benchmark` and reported in README, never tested."""
 import subprocess
 import sys
@@ -7,9 +7,17 @@ from .conftest import ROOT
 
 
 def test_the_pgd_benchmark_runs_and_prints_its_table():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/pgd.py"), "--smoke"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/pgd.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     for row in ("| featdefense PGD |", "| featdefense PGD, NCHW weights |", "| ART ProjectedGradientDescentPyTorch |",
                 "| torchattacks PGD |", "fp32 matrix-product peak measured here", "device: cpu"):
+        assert row in out.stdout, out.stdout
+
+
+def test_the_denoiser_benchmark_runs_and_prints_its_table():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/denoiser.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for row in ("| naive: clean features every step |", "| ours: clean features once (the stage) |", "device: cpu"):
         assert row in out.stdout, out.stdout

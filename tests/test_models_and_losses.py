@@ -16,6 +16,32 @@ def test_target_maps_28x28_images_to_10_logits():
     assert sum(p.numel() for p in Target().parameters()) == (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 500 + 500) + (500 * 10 + 10)
 
 
+def plain_lenet(target: Target) -> torch.nn.Sequential:
+    """The paper's network as written (ReLU before pooling, NCHW, autograd's own gradients), same weights."""
+    nn = torch.nn
+    plain = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+                          nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+    plain.load_state_dict(target.state_dict())  # the same keys: model files load into either
+    return plain
+
+
+def test_target_computes_the_papers_network_and_its_gradients():
+    torch.manual_seed(0)
+    target = Target()
+    plain = plain_lenet(target)
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    grads = {}
+    for name, net in (("target", target), ("plain", plain)):
+        xs = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(net(xs), y)
+        loss.backward()
+        grads[name] = [xs.grad] + [p.grad for p in net.parameters()]
+    torch.testing.assert_close(target(x), plain(x), rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads["target"], grads["plain"], strict=True):  # the input's, then every weight's
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert grads["target"][0].abs().sum() > 0
+
+
 def test_denoiser_keeps_shape_and_range_and_has_a_2x2x8_bottleneck():
     d = Denoiser()
     x = torch.rand(4, 1, 28, 28)

@@ -21,11 +21,13 @@ def test_a_job_asks_for_what_params_say_and_a_gpu_only_where_its_stage_runs_on_c
         assert "gpu" not in job_resources(STAGES["train_denoiser"], merge(PAPER, {"device": device}))
     no_gpus = merge(CUDA, {"resources": {"stages": {"train_hgd": {"gpus": 0}}}})
     assert "gpu" not in job_resources(STAGES["train_hgd"], no_gpus)
-    assert job_threads(STAGES["attack"], PAPER) == PAPER["threads"] and job_threads(STAGES["download"], PAPER) == 1
+    assert job_threads(STAGES["attack"], PAPER) == PAPER["threads"]
+    assert job_threads(STAGES["download"], PAPER) == 1
 
 
 def test_resources_are_no_stage_param():
-    changed = merge(PAPER, {"resources": {"mem_mb": 1, "runtime": 1, "gpus": 4, "stages": {"attack": {"runtime": 9}}}})
+    changed = merge(PAPER, {"resources": {"mem_mb": 1, "runtime": 1, "gpus": 4,
+                                          "stages": {"attack": {"runtime": 9}}}})
     for stage, w in runs.instances():
         assert runs.state(stage, w, changed, deps=False) == runs.state(stage, w, PAPER, deps=False)
 

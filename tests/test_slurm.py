@@ -58,7 +58,7 @@ def cluster():
 
 
 def slurm_job_of(pid: int) -> str:
-    environ = dict(v.split(b"=", 1) for v in (Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")) if b"=" in v)
+    environ = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
     return environ[b"SLURM_JOB_ID"].decode()
 
 

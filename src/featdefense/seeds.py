@@ -63,8 +63,8 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Pat
     found: dict[int, dict[str, dict]] = {}
     for seed in seeds:
         print(f"featdefense seeds: seed {seed} (dvc exp run, report@{dataset})", flush=True)
-        subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", f"seed-{seed}-{dataset}", f"report@{dataset}"],
-                       check=True)
+        subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", f"seed-{seed}-{dataset}",
+                                      f"report@{dataset}"], check=True)
         found[seed] = {}
         for name in DEFENCES:  # in the report's order
             m = json.loads(Path(f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
@@ -75,7 +75,7 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Pat
     write_json(OUT / f"{dataset}.json", {"dataset": dataset, "seeds": seeds, "test_images": images, "table": table})
     write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images))
     # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
-    subprocess.run(DVC_EXP_RUN + ["-S", f"seed={own}", "--name", f"seed-{own}-{dataset}-restored", f"report@{dataset}"],
-                   check=True)
+    subprocess.run(DVC_EXP_RUN + ["-S", f"seed={own}", "--name", f"seed-{own}-{dataset}-restored",
+                                  f"report@{dataset}"], check=True)
     print((OUT / f"{dataset}.md").read_text())
     return OUT / f"{dataset}.md"
