@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / ".bench"))  # torchattacks, where `make benchmark` put it
 
 from featdefense.attacks.pgd import PGD  # noqa: E402
-from featdefense.models.lenet import Target  # noqa: E402
+from featdefense.models.lenet import OneChannelConv2d, Target  # noqa: E402
 
 
 # -- the machine -------------------------------------------------------------------------------------
@@ -124,12 +124,33 @@ def flops_per_image_iteration(model, x, y) -> float:
 
 # -- the attacks -------------------------------------------------------------------------------------
 
-def ours(model, a, memory_format=torch.channels_last):
-    m = Target().to(next(model.parameters()).device).eval().requires_grad_(False)
-    m.load_state_dict(model.state_dict())
-    m = m.to(memory_format=memory_format)
-    attack = PGD(m, a.epsilon, a.steps, a.step_size, random_start=True)
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+def lenet(state_dict: dict, device, channels_last: bool, one_channel_conv: bool, pool_first: bool):
+    """The target's network with some of its speed-ups: all three is featdefense's Target; none is the
+    plain network (NCHW, ReLU before pooling, autograd's own input gradient), the code before them."""
+    nn = torch.nn
+
+    def block(conv):
+        return [conv, nn.MaxPool2d(2, 2), nn.ReLU()] if pool_first else [conv, nn.ReLU(), nn.MaxPool2d(2, 2)]
+    model = nn.Sequential(*block(OneChannelConv2d(20, 5) if one_channel_conv else nn.Conv2d(1, 20, 5)),
+                          *block(nn.Conv2d(20, 50, 5)), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
+                          nn.Linear(500, 10))
+    model.load_state_dict(state_dict)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device).to(memory_format=fmt).eval().requires_grad_(False)
+
+
+VARIANTS = {  # our PGD on the target's network, the speed-ups added one by one (README: Performance)
+    "featdefense PGD, plain LeNet (the code before)": (False, False, False),
+    "  + channels-last weights": (True, False, False),
+    "  + first convolution's input gradient by matmul + col2im": (True, True, False),
+}  # and all three, + ReLU after pooling: the Target itself, the row "featdefense PGD"
+
+
+def ours(model, a, variant=None):
+    device = next(model.parameters()).device
+    net = model if variant is None else lenet(model.state_dict(), device, *variant)
+    attack = PGD(net, a.epsilon, a.steps, a.step_size, random_start=True)
+    gen = torch.Generator(device=device).manual_seed(0)
 
     def run(x, y):
         return torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size], generator=gen)
@@ -227,19 +248,20 @@ def main() -> None:
              else f"{cpu_name()}, {a.threads} thread(s)")
     print(f"device: {device.type} ({where}); torch {torch.__version__}")
     print(f"model and data: {what}")
-    print(f"PGD: epsilon {a.epsilon}, {a.steps} steps of {a.step_size}, random start, batches of {a.batch_size}")
+    print(f"PGD: epsilon {a.epsilon}, {a.steps} steps of {a.step_size}, random start, batches of {a.batch_size}; "
+          "every attack on the target (featdefense's Target), ours also on its network without its speed-ups")
     print(f"one step = {flops / 1e6:.2f} MFLOP per image (forward + input gradient); "
           f"fp32 matrix-product peak measured here: {peak:.1f} GFLOP/s\n")
 
-    peers = {"featdefense PGD": ours(model, a),
-             "featdefense PGD, NCHW weights": ours(model, a, torch.contiguous_format),
+    peers = {**{name: ours(model, a, variant) for name, variant in VARIANTS.items()},
+             "featdefense PGD": ours(model, a),
              "ART ProjectedGradientDescentPyTorch": art(model, a),
              "torchattacks PGD": torchattacks_pgd(model, a),
              "ART AutoProjectedGradientDescent (APGD-CE, another attack)": art_apgd(model, a)}
-    rows, base = [], None
+    measured = {}
     for name, run in peers.items():
         if isinstance(run, str):
-            rows.append(f"| {name} | {run} | | | | | |")
+            measured[name] = run
             continue
         run(x[: a.batch_size], y[: a.batch_size]) if not a.smoke else None  # warm-up
         with PeakMemory() as mem:
@@ -247,11 +269,17 @@ def main() -> None:
             x_adv = run(x, y)
             sync(device)
             seconds = time.perf_counter() - start
-        rate = a.images * a.steps / seconds
-        base = base or rate
+        measured[name] = (a.images * a.steps / seconds, accuracy(model, x_adv, y), mem.mb)
+    base = measured["featdefense PGD"][0]
+    rows = []
+    for name, m in measured.items():
+        if isinstance(m, str):
+            rows.append(f"| {name} | {m} | | | | | |")
+            continue
+        rate, acc, mb = m
         gflops = rate * flops / 1e9
-        rows.append(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {100 * accuracy(model, x_adv, y):.1f} | "
-                    f"{gflops:.1f} | {100 * gflops / peak:.0f}% | {mem.mb:.0f} |")
+        rows.append(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {100 * acc:.1f} | {gflops:.1f} | "
+                    f"{100 * gflops / peak:.0f}% | {mb:.0f} |")
     print("| attack | image-iterations/s | vs ours | robust accuracy (%) | GFLOP/s | of peak | peak memory (MB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))

@@ -10,8 +10,9 @@ def test_the_pgd_benchmark_runs_and_prints_its_table():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks/pgd.py"), "--smoke"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    for row in ("| featdefense PGD |", "| featdefense PGD, NCHW weights |", "| ART ProjectedGradientDescentPyTorch |",
-                "| torchattacks PGD |", "fp32 matrix-product peak measured here", "device: cpu"):
+    for row in ("| featdefense PGD |", "| featdefense PGD, plain LeNet (the code before) |",
+                "| ART ProjectedGradientDescentPyTorch |", "| torchattacks PGD |",
+                "fp32 matrix-product peak measured here", "device: cpu"):
         assert row in out.stdout, out.stdout
 
 
