@@ -188,6 +188,10 @@ def torchattacks_pgd(model, a):
 
 def art_apgd(model, a):
     """ART's APGD-CE (featdefense.attacks.apgd): another attack, for scale; its accuracy is its own."""
+    try:
+        import art  # noqa: F401
+    except ImportError as e:
+        return f"not installed ({e.name})"
     from featdefense.attacks.apgd import APGD
 
     attack = APGD(model, a.epsilon, a.steps)
@@ -264,12 +268,15 @@ def main() -> None:
             measured[name] = run
             continue
         run(x[: a.batch_size], y[: a.batch_size]) if not a.smoke else None  # warm-up
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         with PeakMemory() as mem:
             start = time.perf_counter()
             x_adv = run(x, y)
             sync(device)
             seconds = time.perf_counter() - start
-        measured[name] = (a.images * a.steps / seconds, accuracy(model, x_adv, y), mem.mb)
+        mb = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else mem.mb
+        measured[name] = (a.images * a.steps / seconds, accuracy(model, x_adv, y), mb)
     base = measured["featdefense PGD"][0]
     rows = []
     for name, m in measured.items():
@@ -280,7 +287,8 @@ def main() -> None:
         gflops = rate * flops / 1e9
         rows.append(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {100 * acc:.1f} | {gflops:.1f} | "
                     f"{100 * gflops / peak:.0f}% | {mb:.0f} |")
-    print("| attack | image-iterations/s | vs ours | robust accuracy (%) | GFLOP/s | of peak | peak memory (MB) |")
+    memory = "peak GPU memory (MB)" if device.type == "cuda" else "peak memory (MB)"
+    print(f"| attack | image-iterations/s | vs ours | robust accuracy (%) | GFLOP/s | of peak | {memory} |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     if not a.smoke:
