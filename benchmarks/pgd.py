@@ -150,12 +150,13 @@ def ours(model, a, variant=None):
     device = next(model.parameters()).device
     net = model if variant is None else lenet(model.state_dict(), device, *variant)
     attack = PGD(net, a.epsilon, a.steps, a.step_size, random_start=True)
-    gen = torch.Generator(device=device).manual_seed(0)
+    return in_batches(attack, a.batch_size, generator=torch.Generator(device=device).manual_seed(0))
 
-    def run(x, y):
-        return torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size], generator=gen)
-                          for s in range(0, len(x), a.batch_size)])
-    return run
+
+def in_batches(attack, batch_size: int, **kwargs):
+    """(x, y) -> the attack on each batch of `batch_size`, concatenated."""
+    return lambda x, y: torch.cat([attack(x[s:s + batch_size], y[s:s + batch_size], **kwargs)
+                                   for s in range(0, len(x), batch_size)])
 
 
 def art(model, a):
@@ -178,12 +179,8 @@ def torchattacks_pgd(model, a):
         import torchattacks
     except ImportError:
         return "not installed (make benchmark installs it into .bench/: its pins clash with .venv's requests)"
-    attack = torchattacks.PGD(model, eps=a.epsilon, alpha=a.step_size, steps=a.steps, random_start=True)
-
-    def run(x, y):
-        return torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size])
-                          for s in range(0, len(x), a.batch_size)])
-    return run
+    return in_batches(torchattacks.PGD(model, eps=a.epsilon, alpha=a.step_size, steps=a.steps, random_start=True),
+                      a.batch_size)
 
 
 def art_apgd(model, a):
@@ -194,9 +191,7 @@ def art_apgd(model, a):
         return f"not installed ({e.name})"
     from featdefense.attacks.apgd import APGD
 
-    attack = APGD(model, a.epsilon, a.steps)
-    return lambda x, y: torch.cat([attack(x[s:s + a.batch_size], y[s:s + a.batch_size])
-                                   for s in range(0, len(x), a.batch_size)])
+    return in_batches(APGD(model, a.epsilon, a.steps), a.batch_size)
 
 
 def accuracy(model, x_adv, y) -> float:
