@@ -234,6 +234,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--smoke", action="store_true", help="64 images, 3 steps, no memory sweep: seconds")
     ap.add_argument("--project", type=Path, default=ROOT, help="where a pipeline run left data/ (this repository)")
+    ap.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
+                    help="run every attack under torch.autocast with this precision (GPU mostly)")
+    ap.add_argument("--memory-format", default="channels_last", choices=("channels_last", "nchw"),
+                    help="the target's weights for every attack but the variant rows (featdefense: channels_last)")
     a = ap.parse_args()
     if a.smoke:
         a.images, a.steps, a.batch_size = 64, 3, 32
@@ -241,6 +245,9 @@ def main() -> None:
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           "cpu" if a.device == "auto" else a.device)
     model, x, y, what = model_and_images(a.images, device, a.smoke, a.project)
+    formats = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+    model = model.to(memory_format=formats[a.memory_format])
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
     peak = matmul_peak(a.threads, device, 0.3 if a.smoke else 3.0)
     flops = flops_per_image_iteration(model, x, y)
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -249,6 +256,7 @@ def main() -> None:
     print(f"model and data: {what}")
     print(f"PGD: epsilon {a.epsilon}, {a.steps} steps of {a.step_size}, random start, batches of {a.batch_size}; "
           "every attack on the target (featdefense's Target), ours also on its network without its speed-ups")
+    print(f"options: weights {a.memory_format}, mixed precision {a.amp}")
     print(f"one step = {flops / 1e6:.2f} MFLOP per image (forward + input gradient); "
           f"fp32 matrix-product peak measured here: {peak:.1f} GFLOP/s\n")
 
@@ -262,14 +270,21 @@ def main() -> None:
         if isinstance(run, str):
             measured[name] = run
             continue
-        run(x[: a.batch_size], y[: a.batch_size]) if not a.smoke else None  # warm-up
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        with PeakMemory() as mem:
-            start = time.perf_counter()
-            x_adv = run(x, y)
-            sync(device)
-            seconds = time.perf_counter() - start
+        precision = torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)
+        try:
+            if not a.smoke:  # warm-up
+                with precision:
+                    run(x[: a.batch_size], y[: a.batch_size])
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            with PeakMemory() as mem, precision:
+                start = time.perf_counter()
+                x_adv = run(x, y)
+                sync(device)
+                seconds = time.perf_counter() - start
+        except Exception as e:  # a peer that cannot run under these options: say so, measure the others
+            measured[name] = f"failed with these options: {type(e).__name__}: {e}"
+            continue
         mb = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else mem.mb
         measured[name] = (a.images * a.steps / seconds, accuracy(model, x_adv, y), mb)
     base = measured["featdefense PGD"][0]
