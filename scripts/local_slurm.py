@@ -114,13 +114,18 @@ def environment(root: Path) -> dict[str, str]:
 
 
 def _wait(what: str, ready, seconds: float, logs: list[Path]) -> None:
+    """Until ready() says so; else Unavailable (a timeout, or what ready() raised) with the logs' tails."""
     deadline = time.time() + seconds
-    while time.time() < deadline:
-        if ready():
-            return
-        time.sleep(0.3)
+    try:
+        while time.time() < deadline:
+            if ready():
+                return
+            time.sleep(0.3)
+        reason = f"{what} did not come up within {seconds:.0f} s"
+    except Unavailable as e:
+        reason = str(e)
     tails = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in logs if p.is_file())
-    raise Unavailable(f"{what} did not come up within {seconds:.0f} s\n{tails}")
+    raise Unavailable(f"{reason}\n{tails}")
 
 
 def start(root: Path = DEFAULT_DIR, partition: str = PARTITION) -> dict[str, str]:
@@ -165,10 +170,9 @@ def start(root: Path = DEFAULT_DIR, partition: str = PARTITION) -> dict[str, str
     logs = [root / f for f in ("slurmctld.out", "slurmd.out", "slurmctld.log", "slurmd.log")]
     try:
         _wait("the SLURM node", idle, 60, logs)
-    except Unavailable as e:
+    except Unavailable:
         stop(root)
-        tails = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in logs if p.is_file())
-        raise Unavailable(f"{e}\n{tails}" if "exited" in str(e) else str(e)) from None
+        raise
     return environment(root)
 
 

@@ -22,6 +22,7 @@ from featdefense.io import read_dvc_lock
 from featdefense.pipeline import STAGES
 
 from .conftest import ROOT, env_for, make_project, process_in, sh
+from .test_pipeline import MNIST_CHAIN as CHAIN
 from .truth import check_engines_agree, check_lock_tells_the_truth, snakemake_jobs
 
 pytestmark = pytest.mark.pipeline
@@ -36,9 +37,8 @@ SLURM_RUN = ["snakemake", "--profile", "workflow/profiles/slurm",
              "--default-resources", f"slurm_partition={local_slurm.PARTITION}", "--slurm-no-account",
              "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
 VICTIM = ("train_target", {"dataset": "mnist"})  # killed mid-stage: everything of MNIST depends on it
-# MNIST's whole chain, as the DVC build does (every rule, 15 jobs; CIFAR-10's half adds no rule, only minutes)
+# MNIST's whole chain (CHAIN), as the DVC build does (every rule, 15 jobs; CIFAR-10's half adds no rule)
 TARGETS = [p.format(dataset="mnist") for p in STAGES["report"].products.values()]
-CHAIN = {s.instance_name(**w) for s in STAGES.values() for w in s.instances() if w.get("dataset", "mnist") == "mnist"}
 
 
 @pytest.fixture(scope="module")
