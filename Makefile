@@ -35,11 +35,14 @@ endif
 	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/offline.yaml)
 	snakemake --profile workflow/profiles/local --cores $(CORES) all
 
-# PGD's speed against ART's and torchattacks' (README: Performance). torchattacks pins an old `requests`, so it
+# The benchmarks (README: Performance): PGD against ART's and torchattacks', the denoiser's training step,
+# the attack stage's memory. torchattacks pins an old `requests`, so it
 # goes to .bench/ (on the benchmark's path only), not into .venv.
 benchmark: setup
 	$(VENV)/bin/pip install --quiet --no-deps --target .bench torchattacks==3.5.1
 	$(VENV)/bin/python benchmarks/pgd.py
+	$(VENV)/bin/python benchmarks/denoiser.py
+	$(VENV)/bin/python benchmarks/attack_memory.py
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal  # two workers: the pipeline tests run mostly one process at a time

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: PGD throughput, ours against ART's and torchattacks' PGD, on the same model, images and
 machine, in one process; with the robust accuracy each reached, peak memory, and GFLOP/s against this
-machine's measured fp32 matrix-product peak. Also the attack stage's peak memory on 10,000 and 60,000
-images (it streams to HDF5: flat).
+machine's measured fp32 matrix-product peak.
 
-    make benchmark                       # installs torchattacks beside .venv (.bench/), then runs this
+    make benchmark                       # installs torchattacks beside .venv (.bench/), then runs this,
+                                         # denoiser.py and attack_memory.py
     python benchmarks/pgd.py --smoke     # seconds: proves it runs (CI); its figures mean nothing
 
 Model and images: the trained target and the first test images of real MNIST when a pipeline run left
@@ -18,7 +18,6 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -199,30 +198,6 @@ def accuracy(model, x_adv, y) -> float:
         return float((model(x_adv).argmax(1) == y).float().mean())
 
 
-def attack_stage_memory(sizes: tuple[int, ...], batch_size: int) -> dict[int, float]:
-    """Peak memory of the attack stage's loop (FGSM, streaming batches to HDF5) on prepared splits of
-    these sizes: what grows with the dataset, if anything does."""
-    import h5py
-
-    from featdefense.attacks import FGSM
-    from featdefense.stages.attack import attack_split
-
-    model = Target().eval().requires_grad_(False)
-    found = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            src, dst = Path(tmp) / f"prepared{n}.h5", Path(tmp) / f"adv{n}.h5"
-            with h5py.File(src, "w") as f:
-                pixels = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
-                f.create_dataset("x", data=pixels)
-                f.create_dataset("y", data=np.zeros(n, dtype=np.int64))
-            with h5py.File(src, "r") as f, h5py.File(dst, "w") as out, PeakMemory() as peak:
-                attack_split(out.create_group("test"), FGSM(model, 0.2), model, f["x"], f["y"][()], np.arange(n),
-                             batch_size, torch.Generator().manual_seed(0), torch.device("cpu"), f"{n} images")
-            found[n] = peak.mb
-    return found
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=1000)
@@ -232,7 +207,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the cpu configuration's: 1 per job)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--smoke", action="store_true", help="64 images, 3 steps, no memory sweep: seconds")
+    ap.add_argument("--smoke", action="store_true", help="64 images, 3 steps: seconds")
     ap.add_argument("--project", type=Path, default=ROOT, help="where a pipeline run left data/ (this repository)")
     ap.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
                     help="run every attack under torch.autocast with this precision (GPU mostly)")
@@ -301,10 +276,6 @@ def main() -> None:
     print(f"| attack | image-iterations/s | vs ours | robust accuracy (%) | GFLOP/s | of peak | {memory} |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
-    if not a.smoke:
-        print("\nattack stage (FGSM, streamed to HDF5), peak memory above the process's:")
-        for n, mb in attack_stage_memory((10_000, 60_000), a.batch_size).items():
-            print(f"  {n:6d} images: {mb:.0f} MB")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n(max resident memory of this process: {maxrss:.0f} MB)")
 

@@ -22,3 +22,11 @@ def test_the_denoiser_benchmark_runs_and_prints_its_table():
     assert out.returncode == 0, out.stderr[-3000:]
     for row in ("| naive: clean features every step |", "| ours: clean features once (the stage) |", "device: cpu"):
         assert row in out.stdout, out.stdout
+
+
+def test_the_attack_memory_benchmark_runs_and_prints_its_table():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/attack_memory.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith(("| fgsm |", "| pgd |"))]
+    assert len(rows) == 4, out.stdout  # two attacks on two sizes, each measured in its own process

@@ -1,0 +1,37 @@
+"""README's Results section shows what the pipeline wrote: the archive it names, its tables unedited."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def results_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n## Results\n")
+    end = readme.index("\n## ", start + 1)
+    return readme[start:end]
+
+
+def archive(section: str) -> Path:
+    named = re.search(r"Everything behind\s+these numbers is in \[`(results/[^`]+?)/?`\]", section)
+    assert named, "README's Results section must name the archive its numbers come from"
+    return ROOT / named.group(1)
+
+
+def test_results_tables_are_the_archived_reports():
+    section = results_section()
+    reports = sorted((archive(section) / "reports").glob("*/table.md"))
+    assert [p.parent.name for p in reports] == ["cifar10", "mnist"], reports
+    for table in reports:
+        # The report's headings sit one level deeper in README; nothing else may differ.
+        shown = re.sub(r"^(#+) ", r"#\1 ", table.read_text().strip(), flags=re.M)
+        assert shown in section, f"README's {table.parent.name} tables differ from {table.relative_to(ROOT)}"
+
+
+def test_results_figures_come_from_the_same_archive():
+    section = results_section()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
+    assert figures, "the Results section shows the report's figures"
+    for figure in figures:
+        assert (ROOT / figure).is_file(), figure
+        assert (ROOT / figure).is_relative_to(archive(section)), f"{figure} is not from the archive named"
