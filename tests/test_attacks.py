@@ -130,7 +130,7 @@ def test_apgd_stays_in_the_ball_and_breaks_an_undefended_model():
 
 
 def test_bpda_predicts_through_the_defence_and_differentiates_through_the_target_only():
-    from featdefense.defences import bpda_model
+    from featdefense.stages.evaluate import bpda_model
 
     torch.manual_seed(0)
     target = Target().eval()

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import pandas as pd
@@ -11,13 +16,14 @@ import torch
 import yaml
 
 from featdefense import locations
-from featdefense.defences import DEFENCES, defended_model
+from featdefense.defences import DEFENCES, Defence, declaration
 from featdefense.models.lenet import Target
 from featdefense.stages import attack, train_target
+from featdefense.stages.evaluate import defended_model
 from featdefense.training import load_module, load_split
 
 from . import fixtures
-from .conftest import PAPER, sh
+from .conftest import PAPER, ROOT, sh
 
 RUN = {"seed": 0, "device": "cpu", "threads": 1}
 
@@ -25,6 +31,40 @@ RUN = {"seed": 0, "device": "cpu", "threads": 1}
 def test_the_paper_rows_and_the_example_are_registered_in_report_order():
     assert list(DEFENCES) == ["unsecured", "madry", "hgd", "ours", "median_filter"]
     assert [d.paper_key for d in DEFENCES.values()][:4] == ["unsecured", "madry", "hgd", "ours"]
+
+
+@pytest.mark.parametrize("name", list(DEFENCES))
+def test_a_declaration_read_from_source_is_the_one_the_module_makes(name):
+    """The stage graph reads DEFENCE from the module's source (no torch); running code imports the module."""
+    read = DEFENCES[name]
+    module = importlib.import_module(f"featdefense.defences.{Path(read.module).stem}")
+    made = module.DEFENCE
+    for f in dataclasses.fields(Defence):
+        if f.name not in ("build", "train", "module"):
+            assert getattr(read, f.name) == getattr(made, f.name), f.name
+    assert read.build.resolve() is made.build
+    assert (read.train.resolve() if read.train else None) is made.train
+
+
+def test_the_stage_graph_and_params_load_without_torch():
+    """What Snakemake imports each time it starts, in every job: no torch (about 1.2 s a start)."""
+    code = ("import sys; from featdefense import params, pipeline, runs; params.schema(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("argument, complaint", [
+    ("schema=make_schema()", "DEFENCE's schema must be written as a literal"),
+    ("train=lambda p, inp, out, dataset: None", "DEFENCE's train must name a function"),
+])
+def test_a_declaration_the_graph_cannot_read_is_refused_by_name(tmp_path, argument, complaint):
+    path = tmp_path / "odd.py"
+    path.write_text(f'from . import Defence\nDEFENCE = Defence(name="odd", label="odd", kind="preprocessor", '
+                    f'build=lambda cfg: None, {argument})\n')
+    with pytest.raises(ValueError, match=complaint) as refused:
+        declaration(path, "featdefense.defences.odd")
+    assert str(path) in str(refused.value)
 
 
 @pytest.mark.parametrize("name", list(DEFENCES))

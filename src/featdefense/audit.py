@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import linecache
 import os
 import sys
 from pathlib import Path
 
 VARIABLE = "FEATDEFENSE_AUDIT"
 PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def for_a_traceback(frame) -> bool:
+    """An open by linecache, reading source to format a stack (torch.cuda does as torch is imported, for
+    every frame of the stack): not something a stage reads."""
+    while frame is not None:
+        if frame.f_code is linecache.updatecache.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
@@ -32,7 +43,7 @@ def recording(instance: str):
                 opened.add(full.relative_to(root).as_posix())
 
     def hook(event: str, args: tuple) -> None:
-        if active[0] and event == "open":
+        if active[0] and event == "open" and not for_a_traceback(sys._getframe(1)):
             note(args[0])
 
     sys.addaudithook(hook)  # hooks cannot be removed: `active` switches it off

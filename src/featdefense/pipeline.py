@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
-from .attacks import ATTACKS
+from .attacks import NAMES as ATTACK_NAMES
 from .data.sources import DATASETS
 from .defences import DEFENCES, Defence
 
-WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACKS)}
+WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACK_NAMES)}
 PKG = "src/featdefense"
 
 PREPARED = "data/prepared/{dataset}.h5"
@@ -208,7 +208,7 @@ def _defence_stages() -> list[Stage]:
                 f"train_{d.name}", ("dataset",), code=(d.module,) + d.code,
                 deps={k: ARTIFACTS[k] for k in d.train_inputs}, params=RUN + section + d.train_params,
                 outs={"model": defence_model(d)}, plots={"log": f"data/plots/{{dataset}}/{d.name}_train.csv"},
-                runner=f"{d.train.__module__}:{d.train.__name__}"))
+                runner=d.train.runner))
         model = {"model": defence_model(d)} if d.trains else {}
         stages.append(Stage(
             f"evaluate_{d.name}", ("dataset",),

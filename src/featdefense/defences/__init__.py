@@ -6,15 +6,23 @@ target), how to build that module from its params section `defences.<name>` (wit
 that section), and, when it learns, a `train(p, inp, out, dataset)` function. The stage graph
 (pipeline.py) gives every defence an `evaluate_<name>` stage, a `train_<name>` stage when it trains, and
 its rows in the report: nothing else needs to know about it. See README, "Adding a defence".
+
+The declarations are read from the modules' source, not imported: a defence module imports torch, and the
+stage graph, which Snakemake builds each time it starts (in every SLURM job too), needs only what the
+declaration says. So DEFENCE's arguments are written as literals (module-level constants of literals
+allowed); `build` may be any expression and `train` names a function of the module (or one it imports):
+both are imported on first call.
 """
 from __future__ import annotations
 
+import ast
+import copy
 import importlib
+import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
-
-from torch import nn
 
 KINDS = ("preprocessor", "classifier")
 # What a training stage may read, by name (the paths are the stage graph's, in pipeline.py).
@@ -58,13 +66,92 @@ class Defence:
         return p.get("defences", {}).get(self.name, {}) if self.schema is not None else {}
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A function a declaration names, imported on its first call: `attribute` of module `module`."""
+    module: str      # dotted
+    attribute: str   # dotted within the module: "train", or "DEFENCE.build" for an expression
+
+    def resolve(self) -> Callable:
+        found = importlib.import_module(self.module)
+        for part in self.attribute.split("."):
+            found = getattr(found, part)
+        return found
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def runner(self) -> str:
+        """As the stage graph names a stage's function: module:function."""
+        return f"{self.module}:{self.attribute}"
+
+
+def _literal(node: ast.AST, constants: dict):
+    """The value of a literal expression, in which names of the module's literal constants may appear."""
+    if isinstance(node, ast.Name) and node.id in constants:
+        return copy.deepcopy(constants[node.id])
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k, constants): _literal(v, constants) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_literal(e, constants) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    return ast.literal_eval(node)  # numbers, strings, None, booleans; ValueError for anything else
+
+
+def declaration(path: Path, module: str) -> Defence | None:
+    """The Defence a module's `DEFENCE = Defence(...)` declares, read from its source (None: it has none)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    constants, functions = {}, {}
+    call = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions[node.name] = (module, node.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.rsplit(".", 1)[0])
+            functions.update({a.asname or a.name: (base, a.name) for a in node.names})
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "DEFENCE":
+                call = node.value
+            else:
+                try:
+                    constants[node.targets[0].id] = _literal(node.value, constants)
+                except (ValueError, TypeError, SyntaxError):
+                    pass  # not a literal: no declaration can use it
+    if call is None:
+        return None
+    if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Defence" and not call.args):
+        raise ValueError(f"{path}: DEFENCE must be `Defence(...)` with keyword arguments only")
+    kwargs = {}
+    for kw in call.keywords:
+        if kw.arg == "build":
+            kwargs["build"] = Deferred(module, "DEFENCE.build")
+        elif kw.arg == "train" and not (isinstance(kw.value, ast.Constant) and kw.value.value is None):
+            if not (isinstance(kw.value, ast.Name) and kw.value.id in functions):
+                raise ValueError(f"{path}: DEFENCE's train must name a function the module defines or imports "
+                                 f"(its stage runs it by name)")
+            kwargs["train"] = Deferred(*functions[kw.value.id])
+        elif kw.arg is not None:
+            try:
+                kwargs[kw.arg] = _literal(kw.value, constants)
+            except (ValueError, TypeError, SyntaxError):
+                raise ValueError(
+                    f"{path}, line {kw.value.lineno}: DEFENCE's {kw.arg} must be written as a literal (constants "
+                    f"of literals allowed): the stage graph reads declarations without importing them") from None
+        else:
+            raise ValueError(f"{path}: DEFENCE must be `Defence(...)` with keyword arguments only")
+    try:
+        return Defence(**kwargs, module=f"defences/{path.name}")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
 def _discover() -> dict[str, Defence]:
     found = []
     for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        d = getattr(module, "DEFENCE", None)
-        if isinstance(d, Defence):
-            object.__setattr__(d, "module", f"defences/{info.name}.py")
+        path = Path(__path__[0]) / f"{info.name}.py"
+        d = declaration(path, f"{__name__}.{info.name}") if path.is_file() else None
+        if d is not None:
             found.append(d)
     names = [d.name for d in found]
     if len(set(names)) != len(names):
@@ -74,27 +161,4 @@ def _discover() -> dict[str, Defence]:
 
 DEFENCES: dict[str, Defence] = _discover()
 
-
-def defended_model(defence: Defence, module: nn.Module, target: nn.Module) -> nn.Module:
-    """The classifier an attacker faces: target(defence(x)) for a preprocessor, the defence itself otherwise."""
-    model = nn.Sequential(module, target) if defence.kind == "preprocessor" else module
-    return model.eval().requires_grad_(False)
-
-
-class _StraightThrough(nn.Module):
-    """target(defence(x)) forward; backward as if the defence were the identity (BPDA, Athalye et al. 2018)."""
-
-    def __init__(self, module: nn.Module, target: nn.Module):
-        super().__init__()
-        self.module, self.target = module, target
-
-    def forward(self, x):
-        return self.target(x + (self.module(x) - x).detach())
-
-
-def bpda_model(module: nn.Module, target: nn.Module) -> nn.Module:
-    """The BPDA surrogate of a preprocessor defence: its predictions, the target's gradients."""
-    return _StraightThrough(module, target).eval().requires_grad_(False)
-
-
-__all__ = ["Defence", "DEFENCES", "KINDS", "TRAIN_INPUTS", "bpda_model", "defended_model"]
+__all__ = ["Defence", "DEFENCES", "Deferred", "KINDS", "TRAIN_INPUTS", "declaration"]

@@ -32,12 +32,34 @@ from tqdm import tqdm
 from ..accuracy import degenerate, half_width, summary
 from ..attacks import FGSM, PGD
 from ..attacks.autoattack import AutoAttack
-from ..defences import DEFENCES, bpda_model, defended_model
+from ..defences import DEFENCES, Defence
 from ..io import ArtifactError, open_h5, write_json
 from ..models.lenet import Target
 from ..training import batches, load_module, load_split, predict, setup
 
 log = logging.getLogger(__name__)
+
+
+def defended_model(defence: Defence, module: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
+    """The classifier an attacker faces: target(defence(x)) for a preprocessor, the defence itself otherwise."""
+    model = torch.nn.Sequential(module, target) if defence.kind == "preprocessor" else module
+    return model.eval().requires_grad_(False)
+
+
+class _StraightThrough(torch.nn.Module):
+    """target(defence(x)) forward; backward as if the defence were the identity (BPDA, Athalye et al. 2018)."""
+
+    def __init__(self, module: torch.nn.Module, target: torch.nn.Module):
+        super().__init__()
+        self.module, self.target = module, target
+
+    def forward(self, x):
+        return self.target(x + (self.module(x) - x).detach())
+
+
+def bpda_model(module: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
+    """The BPDA surrogate of a preprocessor defence: its predictions, the target's gradients."""
+    return _StraightThrough(module, target).eval().requires_grad_(False)
 GREY_BOX = ("fgsm", "pgd")
 
 
