@@ -163,6 +163,7 @@ class Builds:
 BUILDS: list[Builds] = []
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: builds start only for tests that will run
 def pytest_collection_modifyitems(session, config, items):
     """Tests that need the built pipeline run last, and their builds start now, beside the others. The
     SLURM test runs first (it compares with the Snakemake build only at its end: `builds` fixture)."""

@@ -4,11 +4,13 @@ source by the graph itself), and, as it runs, every file it opens and every envi
 declares (cli.run_stage), and reading params.yaml itself would be an undeclared open."""
 from __future__ import annotations
 
-import re
+import importlib.util
 import json
+import re
 
 import pytest
 
+from featdefense import audit
 from featdefense.pipeline import PKG, STAGES
 
 
@@ -64,3 +66,18 @@ def test_a_stage_opens_only_what_it_declares_and_reads_no_environment(built):
             undeclared = [p for p in records[name]["opened"] if not is_allowed(p, files, folders)]
             assert not undeclared, f"{name} opened what its stage does not declare: {undeclared}"
             assert records[name]["environ"] == [], f"{name} read environment variables {records[name]['environ']}"
+
+
+def test_the_audit_records_what_a_stage_opens_and_not_the_source_a_traceback_shows(tmp_path, monkeypatch):
+    """torch.cuda formats the stack as torch is imported, reading the source of every frame: not a read."""
+    (tmp_path / "data.txt").write_text("x")
+    (tmp_path / "stack.py").write_text("import traceback\n\ndef show():\n    return traceback.format_stack()\n")
+    spec = importlib.util.spec_from_file_location("stack", tmp_path / "stack.py")
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(audit.VARIABLE, str(tmp_path / "audit"))
+    with audit.recording("probe"):
+        (tmp_path / "data.txt").read_text()
+        assert "return traceback.format_stack()" in "".join(stack.show())  # it did read stack.py's source
+    assert json.loads((tmp_path / "audit/probe.json").read_text())["opened"] == ["data.txt"]

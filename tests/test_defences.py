@@ -42,8 +42,12 @@ def test_a_declaration_read_from_source_is_the_one_the_module_makes(name):
     for f in dataclasses.fields(Defence):
         if f.name not in ("build", "train", "module"):
             assert getattr(read, f.name) == getattr(made, f.name), f.name
-    assert read.build.resolve() is made.build
-    assert (read.train.resolve() if read.train else None) is made.train
+    # what the stage graph and the stages get from the reading: the training stage's function by name, and
+    # the module the defence's build makes
+    assert (read.train.runner if read.train else None) == \
+        (f"{made.train.__module__}:{made.train.__name__}" if made.train else None)
+    section = PAPER["defences"].get(name, {})
+    assert type(read.build(section)) is type(made.build(section))
 
 
 def test_the_stage_graph_and_params_load_without_torch():
@@ -54,17 +58,35 @@ def test_the_stage_graph_and_params_load_without_torch():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-@pytest.mark.parametrize("argument, complaint", [
-    ("schema=make_schema()", "DEFENCE's schema must be written as a literal"),
-    ("train=lambda p, inp, out, dataset: None", "DEFENCE's train must name a function"),
+ODD = 'from . import Defence\nDEFENCE = Defence(name="odd", label="odd", kind="preprocessor", build=lambda c: None{})\n'
+
+
+@pytest.mark.parametrize("source, complaint", [
+    (ODD.format(", schema=make_schema()"), "line 2: DEFENCE's schema must be written as a literal"),
+    (ODD.format(", train=lambda p, inp, out, dataset: None"), "line 2: DEFENCE's train must name a function"),
+    (ODD.format(", module='elsewhere.py'"), "line 2: DEFENCE's module is filled in by discovery"),
+    (ODD.format("").replace("DEFENCE =", "DEFENCE = OTHER ="), "DEFENCE must be bound once, at the module's top"),
+    ("if True:\n    " + ODD.format("").replace("\n", "\n    ", 1), "line 3: DEFENCE must be bound once"),
+    (ODD.format("") + "DEFENCE = None\n", "line 3: DEFENCE must be bound once"),
 ])
-def test_a_declaration_the_graph_cannot_read_is_refused_by_name(tmp_path, argument, complaint):
+def test_a_declaration_the_graph_cannot_read_is_refused_by_name(tmp_path, source, complaint):
     path = tmp_path / "odd.py"
-    path.write_text(f'from . import Defence\nDEFENCE = Defence(name="odd", label="odd", kind="preprocessor", '
-                    f'build=lambda cfg: None, {argument})\n')
+    path.write_text(source)
     with pytest.raises(ValueError, match=complaint) as refused:
         declaration(path, "featdefense.defences.odd")
     assert str(path) in str(refused.value)
+
+
+def test_a_declaration_means_what_its_names_meant_where_it_was_written(tmp_path):
+    path = tmp_path / "odd.py"
+    path.write_text("from . import Defence\nORDER: int = 10\nLABEL = 'odd'\n"
+                    "DEFENCE: Defence = Defence(name='odd', label=LABEL, kind='preprocessor', build=lambda c: None, "
+                    "order=ORDER)\nORDER = 99\nLABEL = str(1)\n")
+    d = declaration(path, "featdefense.defences.odd")
+    assert (d.order, d.label) == (10, "odd")
+    path.write_text("from . import Defence\nORDER = 10\nORDER = int('7')\n" + ODD.format(", order=ORDER"))
+    with pytest.raises(ValueError, match="DEFENCE's order must be written as a literal"):
+        declaration(path, "featdefense.defences.odd")
 
 
 @pytest.mark.parametrize("name", list(DEFENCES))

@@ -5,19 +5,23 @@ use (`from featdefense.attacks import PGD` works as ever)."""
 NAMES = ("fgsm", "pgd")  # the pipeline's attacks, by their params.yaml sections `attack.<name>`
 
 
+def _load() -> dict:
+    from .fgsm import FGSM
+    from .pgd import PGD
+
+    return {"FGSM": FGSM, "PGD": PGD, "ATTACKS": dict(zip(NAMES, (FGSM, PGD)))}
+
+
 def __getattr__(name: str):
     if name in ("FGSM", "PGD", "ATTACKS"):
-        from .fgsm import FGSM
-        from .pgd import PGD
-
-        globals().update(FGSM=FGSM, PGD=PGD, ATTACKS=dict(zip(NAMES, (FGSM, PGD))))
+        globals().update(_load())
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build(name: str, model, spec: dict):
     """The attack `name` against `model`, configured from its params.yaml section `attack.<name>`."""
-    return __getattr__("ATTACKS")[name](model, **spec)
+    return _load()["ATTACKS"][name](model, **spec)
 
 
 __all__ = ["FGSM", "PGD", "ATTACKS", "NAMES", "build"]

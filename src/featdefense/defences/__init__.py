@@ -22,7 +22,10 @@ import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from torch import nn
 
 KINDS = ("preprocessor", "classifier")
 # What a training stage may read, by name (the paths are the stage graph's, in pipeline.py).
@@ -99,57 +102,79 @@ def _literal(node: ast.AST, constants: dict):
     return ast.literal_eval(node)  # numbers, strings, None, booleans; ValueError for anything else
 
 
+def _assigned(node: ast.stmt) -> tuple[str, ast.expr] | None:
+    """`NAME = value` or `NAME: type = value` at a module's top level: (NAME, value)."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        return node.target.id, node.value
+    return None
+
+
 def declaration(path: Path, module: str) -> Defence | None:
     """The Defence a module's `DEFENCE = Defence(...)` declares, read from its source (None: it has none)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    constants, functions = {}, {}
-    call = None
-    for node in tree.body:
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    bound = [n for n in ast.walk(tree)
+             if isinstance(n, ast.Name) and n.id == "DEFENCE" and isinstance(n.ctx, ast.Store)]
+    top = [n for n in tree.body if (named := _assigned(n)) and named[0] == "DEFENCE"]
+    if len(bound) > 1 or len(bound) != len(top):
+        raise ValueError(f"{path}, line {bound[-1].lineno}: DEFENCE must be bound once, at the module's top level, "
+                         f"as `DEFENCE = Defence(...)`: the stage graph reads it from the source")
+    constants, functions, found = {}, {}, None
+    for node in tree.body:  # in order: a name means what it is bound to where DEFENCE is declared
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             functions[node.name] = (module, node.name)
         elif isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.rsplit(".", 1)[0])
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
             functions.update({a.asname or a.name: (base, a.name) for a in node.names})
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == "DEFENCE":
-                call = node.value
-            else:
-                try:
-                    constants[node.targets[0].id] = _literal(node.value, constants)
-                except (ValueError, TypeError, SyntaxError):
-                    pass  # not a literal: no declaration can use it
-    if call is None:
-        return None
-    if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Defence" and not call.args):
-        raise ValueError(f"{path}: DEFENCE must be `Defence(...)` with keyword arguments only")
+        elif (named := _assigned(node)) and named[0] == "DEFENCE":
+            found = _read_call(named[1], constants, functions, path, module)
+        elif named:
+            try:
+                constants[named[0]] = _literal(named[1], constants)
+            except (ValueError, TypeError, SyntaxError):
+                constants.pop(named[0], None)  # not a literal (any more): no declaration can use it
+    return found
+
+
+def _read_call(call: ast.expr, constants: dict, functions: dict, path: Path, module: str) -> Defence:
+    def refuse(what: str, node: ast.AST = call):
+        return ValueError(f"{path}, line {node.lineno}: DEFENCE's {what} (the stage graph reads declarations "
+                          f"from the source, without importing them)")
+
+    if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Defence" and not call.args
+            and all(kw.arg for kw in call.keywords)):
+        raise refuse("value must be `Defence(...)` with keyword arguments only")
     kwargs = {}
     for kw in call.keywords:
+        if kw.arg == "module":
+            raise refuse("module is filled in by discovery, not declared", kw.value)
         if kw.arg == "build":
             kwargs["build"] = Deferred(module, "DEFENCE.build")
         elif kw.arg == "train" and not (isinstance(kw.value, ast.Constant) and kw.value.value is None):
             if not (isinstance(kw.value, ast.Name) and kw.value.id in functions):
-                raise ValueError(f"{path}: DEFENCE's train must name a function the module defines or imports "
-                                 f"(its stage runs it by name)")
+                raise refuse("train must name a function the module defines or imports (its stage runs it by "
+                             "name)", kw.value)
             kwargs["train"] = Deferred(*functions[kw.value.id])
-        elif kw.arg is not None:
+        else:
             try:
                 kwargs[kw.arg] = _literal(kw.value, constants)
             except (ValueError, TypeError, SyntaxError):
-                raise ValueError(
-                    f"{path}, line {kw.value.lineno}: DEFENCE's {kw.arg} must be written as a literal (constants "
-                    f"of literals allowed): the stage graph reads declarations without importing them") from None
-        else:
-            raise ValueError(f"{path}: DEFENCE must be `Defence(...)` with keyword arguments only")
+                raise refuse(f"{kw.arg} must be written as a literal (constants of literals allowed)",
+                             kw.value) from None
     try:
-        return Defence(**kwargs, module=f"defences/{path.name}")
+        source = "/".join(module.split(".")[1:]) + ("/__init__.py" if path.name == "__init__.py" else ".py")
+        return Defence(**kwargs, module=source)  # under src/featdefense: defences/<name>.py
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise ValueError(f"{path}, line {call.lineno}: {e}") from None
 
 
 def _discover() -> dict[str, Defence]:
     found = []
     for info in pkgutil.iter_modules(__path__):
-        path = Path(__path__[0]) / f"{info.name}.py"
+        folder = Path(__path__[0])
+        path = folder / info.name / "__init__.py" if info.ispkg else folder / f"{info.name}.py"
         d = declaration(path, f"{__name__}.{info.name}") if path.is_file() else None
         if d is not None:
             found.append(d)
