@@ -25,18 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def loop_peak(prepared: Path, out: Path, attack: str, batch_size: int, pgd_steps: int) -> dict:
     """In this process: the attack stage's loop over every image of `prepared`; its peak memory."""
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     import h5py
     import torch
+    from pgd import PeakMemory  # puts src/ on the path too
 
     from featdefense.attacks import FGSM, PGD
     from featdefense.models.lenet import Target
@@ -48,13 +42,10 @@ def loop_peak(prepared: Path, out: Path, attack: str, batch_size: int, pgd_steps
     with h5py.File(prepared, "r") as f, h5py.File(out, "w") as o:
         labels = f["y"][()]
         index = np.arange(len(labels))
-        before = status_kb("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS now
-        attack_split(o.create_group("test"), attacker, model, f["x"], labels, index, batch_size,
-                     torch.Generator().manual_seed(0), torch.device("cpu"), f"{attack} {len(labels)} images")
-        peak = status_kb("VmHWM")
-    return {"before_mb": before / 1024, "loop_peak_mb": (peak - before) / 1024,
-            "output_mb": out.stat().st_size / 2 ** 20}
+        with PeakMemory() as mem:
+            attack_split(o.create_group("test"), attacker, model, f["x"], labels, index, batch_size,
+                         torch.Generator().manual_seed(0), torch.device("cpu"), f"{attack} {len(labels)} images")
+    return {"before_mb": mem.base_mb, "loop_peak_mb": mem.mb, "output_mb": out.stat().st_size / 2 ** 20}
 
 
 def main() -> None:
