@@ -91,68 +91,222 @@ class _Quantiser(nn.Module):
         return 0.4 + 0.4 * torch.round(x)
 
 
-def _params(epsilon: float) -> dict:
+class _Blind(nn.Module):
+    """Blanks every fifth image of a batch (by its position): a defence that costs clean accuracy."""
+
+    def forward(self, x):
+        keep = (torch.arange(len(x)) % 5 != 0).to(x.dtype).view(-1, 1, 1, 1)
+        return x * keep
+
+
+def _params(epsilon: float, steps: int = 20, step_size: float | None = None) -> dict:
     p = copy.deepcopy(PAPER)
     p["seed"] = 0
+    step_size = epsilon / 4 if step_size is None else step_size
     p["attack"]["fgsm"]["epsilon"] = epsilon
-    p["attack"]["pgd"].update(epsilon=epsilon, steps=20, step_size=epsilon / 4)
-    p["whitebox"].update(step_sizes=[epsilon / 4], batch_size=200,
-                         autoattack={"version": "standard", "iterations": 10, "square_queries": 300})
+    p["attack"]["pgd"].update(epsilon=epsilon, steps=steps, step_size=step_size)
+    p["whitebox"].update(step_sizes=[step_size], batch_size=200,
+                         autoattack={"version": "standard", "iterations": 10, "square_queries": 300,
+                                     "plus_above": None})
     p["robustness"].update(epsilons=[0, epsilon], steps=10, test_size=None)
     p["sanity"].update(test_size=None, restarts=3)
     return p
 
 
-def _evaluate(model, x, y, p, grey_pgd: torch.Tensor):
+def _evaluate(model, x, y, p, grey_pgd: torch.Tensor, same_threat: bool = False):
     predictions = model(x).argmax(1)
     clean = predictions == y
     correct = {"clean": clean, "fgsm": clean, "pgd": grey_pgd, "whitebox_fgsm": clean}
-    return whitebox(model, x, y, predictions, correct, p, "cpu", seeded(0, "cpu"), "test")
+    return whitebox(model, x, y, predictions, correct, p, "cpu", seeded(0, "cpu"), "test", None, same_threat, clean)
 
 
-def test_sanity_checks_pass_on_the_plain_target_and_fail_on_a_masked_defence(target):
+def _grey(target, model, x, y, epsilon):
+    """Grey-box PGD: crafted on the plain target, fed to `model` (for the target itself, its own attack)."""
+    transfer = PGD(target, epsilon=epsilon, steps=20, step_size=epsilon / 4)(x, y)
+    return model(transfer).argmax(1) == y
+
+
+def _verdicts(sanity: dict) -> dict:
+    return {k: v["verdict"] for k, v in sanity.items()}
+
+
+def _agree_with_counts(sanity: dict, cascade: dict) -> None:
+    """Every paired verdict follows from the counts beside it, and the Square check from the cascade's own
+    step: the images before Square minus those after it."""
+    for name, check in sanity.items():
+        if "broken" in check:
+            expected = "n/a" if check["left"] == 0 else "FAIL" if check["broken"] > check["tolerated"] else "pass"
+            assert check["verdict"] == expected, (name, check)
+    steps = list(cascade.values())
+    names = list(cascade)
+    square = next((i for i, k in enumerate(names) if "Square" in k and "plus" not in k), None)
+    if square is not None:
+        check = sanity["gradient_free_not_stronger"]
+        assert check["left"] == steps[square - 1]["correct"]
+        assert check["broken"] == steps[square - 1]["correct"] - steps[square]["correct"]
+
+
+def test_checks_pass_on_the_plain_target_where_their_premise_holds(target):
     x, y = _templates(200, seed=2)
-    masked = nn.Sequential(_Quantiser(), target).eval()
-    for model in (target, masked):
-        assert (model(x).argmax(1) == y).float().mean() > 0.9  # the masked defence loses nothing clean
-
-    def grey(model, epsilon):  # grey-box PGD: crafted on the plain target (for the target, its own attack)
-        transfer = PGD(target, epsilon=epsilon, steps=20, step_size=epsilon / 4)(x, y)
-        return model(transfer).argmax(1) == y
-
-    robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03), grey(target, 0.03))
-    assert {k: v["pass"] for k, v in sanity.items()} == {k: True for k in sanity}, sanity
-    assert set(sanity) == {"not_degenerate", "unbounded_budget", "converged", "gradient_free_not_stronger",
-                           "whitebox_not_above_greybox"}
-    assert 0 < summary(robust)["correct"]  # some images survive: the checks compare something
+    robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03), _grey(target, target, x, y, 0.03))
+    assert set(sanity) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget", "converged",
+                           "whitebox_not_above_greybox", "autoattack_plus", "gradient_free_not_stronger",
+                           "autoattack_checks"}
+    assert _verdicts(sanity) == {**{k: "pass" for k in sanity}, "autoattack_plus": "n/a"}, sanity
+    assert sanity["converged"]["left"] > 0 and sanity["gradient_free_not_stronger"]["left"] > 0  # a comparison
+    assert sanity["autoattack_checks"]["checks"]["zero_gradients"]["verdict"] == "pass"
+    _agree_with_counts(sanity, cascade)
     assert curve["accuracy"][-1] == summary(robust)["accuracy"]  # the curve at the table's epsilon
 
-    robust, cascade, curve, sanity = _evaluate(masked, x, y, _params(0.25), grey(masked, 0.25))
-    failed = {k for k, v in sanity.items() if not v["pass"]}
-    assert failed == {"unbounded_budget", "converged", "gradient_free_not_stronger", "whitebox_not_above_greybox"}, \
-        sanity
+
+def test_every_check_fails_on_a_masked_defence_with_the_counts_that_fail_it(target):
+    x, y = _templates(200, seed=2)
+    masked = nn.Sequential(_Quantiser(), target).eval()
+    assert (masked(x).argmax(1) == y).float().mean() > 0.9  # the masked defence loses nothing clean
+    robust, cascade, curve, sanity = _evaluate(masked, x, y, _params(0.25), _grey(target, masked, x, y, 0.25))
+    failed = {k for k, v in sanity.items() if v["verdict"] == "FAIL"}
+    assert failed == {"unbounded_budget", "converged", "gradient_free_not_stronger", "whitebox_not_above_greybox",
+                      "autoattack_checks"}, sanity
+    library = sanity["autoattack_checks"]["checks"]
+    assert library["zero_gradients"]["verdict"] == library["square_sr"]["verdict"] == "FAIL", library
+    assert "zero gradient" in " ".join(library["zero_gradients"]["said"])
+    _agree_with_counts(sanity, cascade)
     assert curve["accuracy"][-1] == summary(robust)["accuracy"]
 
 
-def test_the_autoattack_wrapper_agrees_with_the_library_image_for_image(target):
-    from pyautoattack import AutoAttack as Reference
+def test_too_few_steps_fail_the_convergence_check(target):
+    x, y = _templates(200, seed=2)
+    p = _params(0.06, steps=2, step_size=0.005)  # two small steps: PGD alone cannot reach the ball's edge
+    robust, cascade, curve, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.06), same_threat=True)
+    check = sanity["converged"]
+    assert check["verdict"] == "FAIL" and check["broken"] > check["tolerated"], check
+    _agree_with_counts(sanity, cascade)
 
+
+def test_a_check_whose_premise_does_not_hold_says_na_never_pass(target):
+    x, y = _templates(200, seed=2)
+    # at epsilon 0.3 PGD breaks every image: nothing left to converge or for Square to find
+    robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.3), _grey(target, target, x, y, 0.3),
+                                               same_threat=True)
+    assert summary(robust)["correct"] == 0
+    verdicts = _verdicts(sanity)
+    assert verdicts["converged"] == verdicts["gradient_free_not_stronger"] == "n/a", sanity
+    assert verdicts["whitebox_not_above_greybox"] == "n/a"  # grey-box is this white-box attack
+    assert "itself" in sanity["whitebox_not_above_greybox"]["why"]
+    assert verdicts["autoattack_plus"] == "n/a"
+    assert verdicts["unbounded_budget"] == "pass"
+
+
+def test_autoattack_plus_runs_where_a_defence_keeps_images_and_reports_whether_it_moved(target):
+    x, y = _templates(100, seed=2)
+    p = _params(0.03)
+    p["whitebox"]["autoattack"]["plus_above"] = 0.05
+    robust, cascade, curve, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.03))
+    plus = [k for k in cascade if "AutoAttack plus" in k]
+    assert [k.split("plus ")[1] for k in plus] == ["APGD-CE", "APGD-DLR", "FAB", "Square (gradient-free)",
+                                                   "APGD-T", "FAB-T"]
+    check = sanity["autoattack_plus"]
+    before = list(cascade.values())[list(cascade).index(plus[0]) - 1]["correct"]
+    assert check["left"] == before and check["broken"] == before - summary(robust)["correct"]
+    _agree_with_counts(sanity, cascade)
+
+
+def test_a_defence_that_loses_clean_accuracy_is_flagged(target):
+    from featdefense.stages.report import flags
+
+    x, y = _templates(100, seed=2)
+    lossy = nn.Sequential(_Blind(), target).eval()  # a defence that blanks every fifth image
+    predictions = lossy(x).argmax(1)
+    clean = predictions == y
+    correct = {"clean": clean, "fgsm": clean, "pgd": clean, "whitebox_fgsm": clean}
+    p = _params(0.3)
+    _, _, _, sanity = whitebox(lossy, x, y, predictions, correct, p, "cpu", seeded(0, "cpu"), "t", None, False,
+                               target(x).argmax(1) == y)
+    check = sanity["keeps_clean_accuracy"]
+    assert check["verdict"] == "FAIL" and check["lost"] > p["sanity"]["clean_loss"], check
+    assert check["target"]["correct"] - check["defended"]["correct"] >= 15
+    assert "CLEAN ACCURACY LOST" in flags({"degenerate": False, "sanity": sanity})
+    sanity["keeps_clean_accuracy"]["verdict"] = "pass"
+    assert "CLEAN ACCURACY LOST" not in flags({"degenerate": False, "sanity": sanity})
+
+
+def test_the_curve_at_the_tables_epsilon_moves_with_every_later_attack(target, monkeypatch):
+    """A check attack that breaks one more image lowers the table's number and the curve there alike."""
+    from featdefense.stages import evaluate
+
+    x, y = _templates(200, seed=2)
+    p = _params(0.03)
+    robust, _, curve, _ = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.03))
+    assert curve["accuracy"][-1] == summary(robust)["accuracy"]
+    original = evaluate.sanity_checks
+
+    def breaks_one_more(*args, **kwargs):
+        checks, left = original(*args, **kwargs)
+        left = left.clone()
+        left[int(torch.nonzero(left)[0])] = False
+        return checks, left
+
+    monkeypatch.setattr(evaluate, "sanity_checks", breaks_one_more)
+    robust2, _, curve2, _ = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.03))
+    assert summary(robust2)["correct"] == summary(robust)["correct"] - 1
+    assert curve2["accuracy"][-1] == summary(robust2)["accuracy"] < curve["accuracy"][-1]
+
+
+def _fresh_library_cascade(model, x, y, epsilon, iterations, queries):
+    """The standard version's attacks built fresh from the library's classes with the budget in their
+    constructors (as AutoAttack builds them for 100 iterations), run as run_standard_evaluation runs them:
+    each on the images still robust. Returns each attack's adversarial examples and the robust mask."""
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.fab_pt import FABAttack_PT
+    from pyautoattack.square import SquareAttack
+
+    common = dict(eps=epsilon, norm="Linf", seed=0, device="cpu", verbose=False)
+    attacks = {
+        "apgd-ce": APGDAttack(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75, **common),
+        "apgd-t": APGDAttack_targeted(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
+                                      n_target_classes=9, **common),
+        "fab-t": FABAttack_PT(model, n_restarts=1, n_iter=iterations, targeted=True, n_target_classes=9, **common),
+        "square": SquareAttack(model, p_init=.8, n_queries=queries, n_restarts=1, resc_schedule=False, **common),
+    }
+    robust = model(x).argmax(1) == y
+    found = {}
+    for name, attack in attacks.items():
+        i = torch.nonzero(robust).flatten()
+        found[name] = attack.perturb(x[i], y[i])
+        robust[i] = model(found[name]).argmax(1) == y[i]
+    return found, robust
+
+
+def test_autoattack_at_a_reduced_budget_is_the_library_built_for_that_budget(target):
+    """At 10 iterations APGD must halve its step at its own checkpoints (n_iter_2 = 2, ...), not at those of
+    100 iterations: the wrapper's attacks equal the library's classes constructed with the budget."""
     x, y = _templates(60, seed=3)
-    model = target  # at epsilon 0.03 some images survive: a comparison that means something
+    model = target
     clean = model(x).argmax(1) == y
     ours = AutoAttack(model, epsilon=0.03, seed=0, iterations=10, square_queries=300)
-    robust = clean
-    for name, attack in ours.attacks():
-        robust = still_correct(model, attack, x, y, robust, 60, "cpu", name)
-    reference = Reference(model, eps=0.03, seed=0, version="standard")
-    for a in (reference.apgd, reference.apgd_targeted, reference.fab):
-        a.n_iter = 10
-    reference.square.n_queries = 300
-    x_adv, _ = reference.run_standard_evaluation(x, y, batch_size=60)
-    theirs = model(x_adv).argmax(1) == y
+    assert ours.library.apgd.n_iter_2 == 2 and ours.library.apgd_targeted.size_decr == 1
+    found, theirs = _fresh_library_cascade(model, x, y, 0.03, 10, 300)
+    robust = clean.clone()
+    for (name, attack), key in zip(ours.attacks(), found):
+        i = torch.nonzero(robust).flatten()
+        adv = attack(x[i], y[i])
+        assert torch.equal(adv, found[key]), name  # the same examples, attack by attack
+        robust[i] = model(adv).argmax(1) == y[i]
     assert [name for name, _ in ours.attacks()] == ["APGD-CE", "APGD-T", "FAB-T", "Square (gradient-free)"]
     assert 0 < int(robust.sum()) < int(clean.sum())  # the attacks broke some images, not all
     assert torch.equal(robust, theirs)
+
+
+def test_the_autoattack_wrapper_agrees_with_the_librarys_own_evaluation_at_its_budget(target):
+    from pyautoattack import AutoAttack as Reference
+
+    x, y = _templates(60, seed=3)
+    ours = AutoAttack(target, epsilon=0.03, seed=0)
+    robust = target(x).argmax(1) == y
+    for name, attack in ours.attacks():
+        robust = still_correct(target, attack, x, y, robust, 60, "cpu", name)
+    x_adv, _ = Reference(target, eps=0.03, seed=0, version="standard").run_standard_evaluation(x, y, batch_size=60)
+    assert torch.equal(robust, target(x_adv).argmax(1) == y)
 
 
 def test_seeds_are_summarised_by_mean_and_sample_sd():

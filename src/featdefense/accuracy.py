@@ -28,12 +28,6 @@ def summary(mask: torch.Tensor) -> dict:
             "interval_95": [round(low, 6), round(high, 6)]}
 
 
-def half_width(s: dict) -> float:
-    """Half the width of a summary's interval: the least difference worth a word."""
-    low, high = s["interval_95"]
-    return (high - low) / 2
-
-
 def degenerate(predictions: torch.Tensor, num_classes: int, share: float) -> dict:
     """Whether a classifier predicts one class for more than `share` of its inputs (a constant classifier
     scores about 1/num_classes under any attack: its 'robustness' means nothing)."""
@@ -41,3 +35,21 @@ def degenerate(predictions: torch.Tensor, num_classes: int, share: float) -> dic
     top = int(counts.argmax())
     most = float(counts[top]) / max(1, predictions.numel())
     return {"degenerate": most > share, "majority_class": top, "majority_share": round(most, 6), "threshold": share}
+
+
+def tolerated(images: int, count: int, share: float) -> int:
+    """How many images a stronger attack may newly break before a paired check fails: `count`, or `share`
+    of the images the check looks at where that is more (AutoAttack's Square check: 0.2 points)."""
+    return max(count, math.floor(share * images))
+
+
+def nested(reference: torch.Tensor, after: torch.Tensor, tolerance: int) -> dict:
+    """A paired, nested comparison on the same images: `reference` the images a reference attack left,
+    `after` those a stronger one (run on them) still leaves. Every image it newly breaks is evidence, not
+    sampling noise: the verdict is FAIL when more than `tolerance` are, "n/a" when the reference left
+    none (nothing to compare)."""
+    left, broken = int(reference.sum()), int((reference & ~after).sum())
+    verdict = "n/a" if left == 0 else "pass" if broken <= tolerance else "FAIL"
+    why = ("the reference attack left no image" if left == 0 else
+           f"{broken} of the {left} images the reference left were broken ({tolerance} tolerated)")
+    return {"verdict": verdict, "why": why, "left": left, "broken": broken, "tolerated": tolerance}

@@ -1,5 +1,6 @@
 """AutoAttack (Croce & Hein 2020), the authors' own code (`pyautoattack`, pinned in requirements.lock):
-APGD-CE, APGD-T (targeted, DLR loss), FAB-T and Square (gradient-free), L-infinity.
+APGD-CE, APGD-T (targeted, DLR loss), FAB-T and Square (gradient-free), L-infinity; `plus` adds
+APGD-DLR and untargeted FAB, with restarts.
 
 Chosen over ART's AutoAttack because it is the reference implementation RobustBench runs, and each of
 its attacks returns, per image, the adversarial example it found at any iterate (APGD keeps its best
@@ -8,28 +9,71 @@ point, FAB its smallest successful perturbation, Square every success), not its 
 `attacks()` gives them one by one, configured as the library's `version` sets them, so that the white-box
 cascade runs each on the images still robust and reports a line per attack; run in that order with the
 same batches they are the library's `run_standard_evaluation` (a test compares the two).
+
+A reduced budget (`iterations`) builds APGD anew: the library computes APGD's step-size schedule (its
+checkpoints n_iter_2, n_iter_min, size_decr) from n_iter in the constructor, so setting n_iter afterwards
+would keep the schedule of 100 iterations. FAB reads n_iter only as its loop bound and Square, as
+AutoAttack builds it (resc_schedule=False), keeps its 5,000-query schedule of p whatever its n_queries.
+
+The library's own checks (`checks`: a randomised defence, probabilities instead of logits, a dynamic
+model, zero gradients seen by APGD, Square finding more than the gradient attacks) run through the
+library too; `findings` collects what each said, per check.
 """
 from __future__ import annotations
 
 import logging
 
 STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # the standard version's attacks, in its order
-LABELS = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square (gradient-free)"}
+LABELS = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB", "fab-t": "FAB-T",
+          "square": "Square (gradient-free)"}
+CHECKS = ("randomized", "range_output", "dynamic", "n_classes", "zero_gradients", "square_sr")
+
+
+class _Findings:
+    """A logger for the library's checks: what each check says, under the check's name."""
+
+    def __init__(self):
+        self.said: dict[str, list[str]] = {}
+        self.ran: set[str] = set()
+        self.current = "zero_gradients"  # what APGD reports while it runs
+
+    def now(self, check: str) -> "_Findings":
+        self.current = check
+        self.ran.add(check)
+        return self
+
+    def warning(self, msg, *args):
+        self.said.setdefault(self.current, []).append(str(msg) % args if args else str(msg))
+
+    def info(self, *_):
+        pass
+
+    debug = info
 
 
 class AutoAttack:
     def __init__(self, model, epsilon: float = 0.3, version: str = "standard", seed: int = 0,
                  iterations: int | None = None, square_queries: int | None = None, device="cpu"):
         from pyautoattack import AutoAttack as Reference
+        from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
-        self.library = Reference(model, eps=epsilon, norm="Linf", version=version, seed=seed, device=device)
-        self.library.verbose = False
+        self.model, self.findings = model, _Findings()
+        lib = self.library = Reference(model, eps=epsilon, norm="Linf", version=version, seed=seed, device=device)
+        lib.verbose = False
         if iterations is not None:  # a reduced budget (configs/cpu.yaml, smoke); null keeps the version's
-            for a in (self.library.apgd, self.library.apgd_targeted, self.library.fab):
-                a.n_iter = iterations
+            old, old_t = lib.apgd, lib.apgd_targeted
+            lib.apgd = APGDAttack(model, n_restarts=old.n_restarts, n_iter=iterations, verbose=False, eps=epsilon,
+                                  norm="Linf", eot_iter=old.eot_iter, rho=old.thr_decr, seed=seed, device=device)
+            lib.apgd_targeted = APGDAttack_targeted(
+                model, n_restarts=old_t.n_restarts, n_iter=iterations, verbose=False, eps=epsilon, norm="Linf",
+                eot_iter=old_t.eot_iter, rho=old_t.thr_decr, seed=seed, device=device,
+                n_target_classes=old_t.n_target_classes)
+            lib.fab.n_iter = iterations
         if square_queries is not None:
-            self.library.square.n_queries = square_queries
+            lib.square.n_queries = square_queries
+        for a in (lib.apgd, lib.apgd_targeted):
+            a.logger = self.findings  # APGD's zero-gradient check reports here
         self.seed = seed
 
     def _run(self, name: str, images, labels):
@@ -43,6 +87,8 @@ class AutoAttack:
             attack.targeted = name == "fab-t"
             if attack.targeted:
                 attack.n_restarts = 1
+        if name.startswith("apgd"):
+            self.findings.now("zero_gradients")
         return attack.perturb(images, labels)
 
     def attack(self, name: str) -> tuple[str, object]:
@@ -52,3 +98,30 @@ class AutoAttack:
     def attacks(self) -> list[tuple[str, object]]:
         """Each attack of the version, in its order."""
         return [self.attack(name) for name in self.library.attacks_to_run]
+
+    def preflight(self, images, labels) -> None:
+        """The library's checks on the model before its attacks, on one batch (as run_standard_evaluation)."""
+        from pyautoattack import checks
+
+        lib, f = self.library, self.findings
+        for k in checks.funcs:  # the dynamic check counts calls in a module-level dict it never resets
+            checks.funcs[k] = 0
+        checks.check_randomized(lib.get_logits, images, labels, logger=f.now("randomized"))
+        n_classes = checks.check_range_output(lib.get_logits, images, logger=f.now("range_output"))
+        checks.check_dynamic(self.model, images, False, logger=f.now("dynamic"))
+        checks.check_n_classes(n_classes, lib.attacks_to_run, lib.apgd_targeted.n_target_classes,
+                               lib.fab.n_target_classes, logger=f.now("n_classes"))
+
+    def check_square(self, accuracy: dict[str, float]) -> None:
+        """The library's Square check on robust accuracies after each attack ({"clean": .., attack: ..}),
+        keyed as the library keys them ("square" the gradient-free one)."""
+        from pyautoattack import checks
+
+        checks.check_square_sr(accuracy, logger=self.findings.now("square_sr"))
+
+    def report(self) -> dict[str, dict]:
+        """Each library check: {"verdict": "pass" | "FAIL" | "n/a", "said": [its messages]}: "pass" where it ran
+        and said nothing, "n/a" where it never ran."""
+        f = self.findings
+        return {name: {"verdict": "n/a" if name not in f.ran else "FAIL" if f.said.get(name) else "pass",
+                       "said": f.said.get(name, []) if name in f.ran else ["not run"]} for name in CHECKS}

@@ -1,6 +1,7 @@
-"""FGSM (Goodfellow et al. 2014): x* = clip[0,1](x + eps * sign(grad_x CE(f(x), y)))."""
+"""FGSM (Goodfellow et al. 2014): x* = clip[0,1](x + eps * sign(grad_x CE(f(x), y))), CE as attacks.loss computes it."""
 import torch
-import torch.nn.functional as F
+
+from .loss import cross_entropy
 
 
 class FGSM:
@@ -9,7 +10,7 @@ class FGSM:
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, generator=None) -> torch.Tensor:
         x = images.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(self.model(x), labels)
+        loss = cross_entropy(self.model(x), labels)
         (grad,) = torch.autograd.grad(loss, x)
         return (images + self.epsilon * grad.sign()).clamp(0, 1).detach()
 

@@ -1,10 +1,12 @@
-"""PGD (Madry et al. 2017): iterated FGSM steps of size kappa, projected onto the eps-ball and [0, 1].
+"""PGD (Madry et al. 2017): iterated FGSM steps of size kappa, projected onto the eps-ball and [0, 1],
+on cross-entropy as attacks.loss computes it (a confident model keeps its gradient).
 
 `best=False` returns the last iterate (the paper's attack files, Madry's training). `best=True` is an
 evaluation's accounting: an image counts as broken if any iterate fooled the model, so where the last
 iterate does not and an earlier one did, that earlier one (the latest such) is returned."""
 import torch
-import torch.nn.functional as F
+
+from .loss import cross_entropy
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -29,7 +31,7 @@ class PGD:
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
             logits = self.model(x_adv)
-            loss = F.cross_entropy(logits, labels)
+            loss = cross_entropy(logits, labels)
             (grad,) = torch.autograd.grad(loss, x_adv)
             if self.best:
                 wrong = logits.detach().argmax(1) != labels

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..accuracy import degenerate, half_width, summary
+from ..accuracy import degenerate, nested, summary, tolerated
 from ..attacks import FGSM, PGD
 from ..attacks.autoattack import AutoAttack
 from ..defences import DEFENCES, Defence
@@ -143,8 +143,10 @@ def run(p, inp, out, dataset, defence):
     correct["whitebox_fgsm"] = robust_fgsm
     bpda = bpda_model(module, target) if d.kind == "preprocessor" and not isinstance(module, torch.nn.Identity) \
         else None
+    same_threat = d.kind == "classifier" or isinstance(module, torch.nn.Identity)  # grey-box = white-box
     correct["whitebox_pgd"], cascade, curve, sanity = whitebox(model, x, y, predictions, correct, p, device, gen,
-                                                               defence, bpda)
+                                                               defence, bpda, same_threat,
+                                                               predict(target, x, device) == y)
 
     accuracy = {k: share(v) for k, v in correct.items()}
     with open_h5(inp["prepared"]) as f:
@@ -166,6 +168,7 @@ def run(p, inp, out, dataset, defence):
         "whitebox_pgd_cascade": cascade,
         "sanity": sanity,
         "degenerate": sanity["not_degenerate"]["degenerate"],
+        "sanity_failed": [k for k, v in sanity.items() if v["verdict"] == "FAIL"],
         "robustness": curve,
         "data": {"canonical": canonical, "test_images": int(len(index)),
                  "target_train_images": target_meta["metrics"]["train_size"]},
@@ -180,15 +183,19 @@ def run(p, inp, out, dataset, defence):
                                                                "feature_loss", "loss_net") if k in meta}
     log.info("%s %s: %s", dataset, defence, ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
     log.info("%s %s: white-box cascade %s", dataset, defence, {k: v["accuracy"] for k, v in cascade.items()})
-    log.info("%s %s: sanity %s", dataset, defence, {k: "pass" if v["pass"] else "FAIL" for k, v in sanity.items()})
+    for k, v in sanity.items():
+        log.info("%s %s: sanity %s: %s%s", dataset, defence, k, v["verdict"], f" ({v['why']})" if "why" in v else "")
     write_json(out["metrics"], metrics)
 
 
-def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda=None):
+def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda=None, same_threat: bool = False,
+             reference_clean: torch.Tensor | None = None):
     """The white-box PGD cascade, the robustness curve and the sanity checks of `model` (defence and
     classifier end to end) on images x, y, given the masks `correct` of clean, grey-box and white-box FGSM.
-    `bpda`: the BPDA surrogate of an image-to-image defence, if it has one. Returns the per-image robust
-    mask (every attack), the cascade (accuracy after each attack), the curve and the checks."""
+    `bpda`: the BPDA surrogate of an image-to-image defence, if it has one. `same_threat`: the grey-box
+    attack is this white-box one (a defence that is the classifier, or none). `reference_clean`: the
+    undefended target's clean mask on the same images (for the clean-accuracy check). Returns the per-image
+    robust mask (every attack), the cascade (accuracy after each attack), the curve and the checks."""
     wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
     pgd = {**p["attack"]["pgd"], "best": True}
     cascade = {}  # "NN. attack" -> accuracy once it and every attack before it ran (NN keeps the order)
@@ -208,69 +215,145 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
         runs.append((f"white-box BPDA-PGD step {step}", PGD(bpda, **{**pgd, "step_size": step})))
     for i, (name, attack) in enumerate(runs):
         robust = after(name, still_correct(model, gen(1 + i)(attack), x, y, robust, bs, device, f"{label} {name}"))
-    aa = wb["autoattack"]
-    autoattack = [] if aa["version"] == "none" else AutoAttack(
+
+    aa, square = wb["autoattack"], None
+    library = None if aa["version"] == "none" else AutoAttack(
         model, epsilon=pgd["epsilon"], version=aa["version"], seed=p["seed"], iterations=aa["iterations"],
-        square_queries=aa["square_queries"], device=device).attacks()
-    for name, attack in autoattack:
-        robust = after(f"white-box AutoAttack {name}", still_correct(model, attack, x, y, robust, bs, device,
-                                                                     f"{label} AutoAttack {name}"))
-    # the robustness curve's PGD at the table's epsilon counts too; the curve there is the table's number
-    curve, at_table = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd, bs, device, gen,
-                                       label, robust)
-    if at_table is not None:
-        robust = after(f"white-box PGD of the robustness curve (first {len(at_table)} images)",
-                       torch.cat([at_table, robust[len(at_table):]]))
-    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after)
-    return robust, cascade, curve, sanity
+        square_queries=aa["square_queries"], device=device)
+    if library is not None:
+        library.preflight(x[:bs].to(device), y[:bs].to(device))
+        shares = {"clean": share(correct["clean"])}
+        for key, (name, attack) in zip(library.library.attacks_to_run, library.attacks()):
+            before = robust
+            robust = after(f"white-box AutoAttack {name}", still_correct(model, attack, x, y, robust, bs, device,
+                                                                         f"{label} AutoAttack {name}"))
+            shares[key] = share(robust)
+            if key == "square":  # the gradient-free attack, on the images every gradient attack left
+                square = (before, robust)
+        library.check_square(shares)
+
+    # the robustness curve's PGD at the table's epsilon counts too
+    masks, n = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd, bs, device, gen, label, robust)
+    if pgd["epsilon"] in masks:
+        robust = after(f"white-box PGD of the robustness curve (first {n} images)",
+                       torch.cat([robust[:n] & masks[pgd["epsilon"]], robust[n:]]))
+    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after,
+                                   same_threat, reference_clean)
+    robust = convergence(model, x, y, robust, p, device, label, after, sanity)
+    tol = p["sanity"]["tolerance"]
+    sanity["gradient_free_not_stronger"] = {
+        "what": "of the images every gradient attack before it left, AutoAttack's Square (gradient-free) breaks "
+                f"at most max({tol['images']}, {tol['share']:.1%} of the images) (else the gradients are likely "
+                "masked)",
+        **(nested(*square, tolerated(len(y), tol["images"], tol["share"])) if square is not None else
+           {"verdict": "n/a", "why": "AutoAttack (and its Square) not run"})}
+    sanity["autoattack_checks"] = library_checks(library)
+    # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
+    # smaller ball is broken in a larger one): the curve at the table's epsilon is the table's number
+    return robust, cascade, curve_summary(p["robustness"], pgd, masks, n, robust), sanity
+
+
+def library_checks(library: AutoAttack | None) -> dict:
+    if library is None:
+        return {"verdict": "n/a", "why": "AutoAttack not run", "what": "AutoAttack's own checks", "checks": {}}
+    checks = library.report()
+    verdicts = {c["verdict"] for c in checks.values()}
+    failed = [k for k, c in checks.items() if c["verdict"] == "FAIL"]
+    return {"verdict": "FAIL" if failed else "pass" if "pass" in verdicts else "n/a",
+            "what": "AutoAttack's own checks (pyautoattack.checks): " + ", ".join(checks), "checks": checks,
+            **({"why": "; ".join(f"{k}: {' '.join(checks[k]['said'])}" for k in failed)} if failed else {})}
+
+
+def convergence(model, x, y, robust, p, device, label, after, sanity) -> torch.Tensor:
+    """AutoAttack's plus version (restarts, APGD-DLR, untargeted FAB) on the images every other attack left,
+    for a defence that still keeps more than `whitebox.autoattack.plus_above` of its images: whether the
+    number moved is the `autoattack_plus` check."""
+    aa, tol, bs = p["whitebox"]["autoattack"], p["sanity"]["tolerance"], p["whitebox"]["batch_size"]
+    what = (f"where white-box accuracy stays above {aa['plus_above']}, AutoAttack's plus version (restarts) on "
+            f"the images every attack left breaks at most max({tol['images']}, {tol['share']:.1%} of the images)")
+    kept = share(robust)
+    if aa["version"] == "none" or aa["plus_above"] is None or kept <= aa["plus_above"]:
+        sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": "AutoAttack not run"
+                                     if aa["version"] == "none" else "no threshold set" if aa["plus_above"] is None
+                                     else f"white-box accuracy {kept:.3f} is not above {aa['plus_above']}"}
+        return robust
+    plus = AutoAttack(model, epsilon=p["attack"]["pgd"]["epsilon"], version="plus", seed=p["seed"] + 1,
+                      iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
+    before = robust
+    for name, attack in plus.attacks():
+        robust = after(f"white-box AutoAttack plus {name}", still_correct(model, attack, x, y, robust, bs, device,
+                                                                          f"{label} AutoAttack plus {name}"))
+    sanity["autoattack_plus"] = {"what": what, **nested(before, robust, tolerated(len(y), tol["images"],
+                                                                                  tol["share"]))}
+    return robust
 
 
 def robustness_curve(model, x, y, clean, cfg: dict, pgd: dict, batch_size: int, device, gen, defence: str,
-                     whitebox: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
-    """White-box PGD accuracy at each epsilon. An image broken at a smaller epsilon is broken at every
-    larger one (its adversarial example lies in the larger ball too), so each run attacks the rest. At the
-    table's epsilon (attack.pgd's) the cascade's breaks (`whitebox`) count too, so that the curve there is
-    the table's white-box number on the same images; returns the curve and, where it has that epsilon,
-    its robust images there."""
+                     whitebox: torch.Tensor) -> tuple[dict[float, torch.Tensor], int]:
+    """White-box PGD's robust images at each epsilon, on the first `robustness.test_size` images. An image
+    broken at a smaller epsilon is broken at every larger one (its adversarial example lies in the larger
+    ball too), so each run attacks the rest; from the table's epsilon (attack.pgd's) on, only the images
+    the table's attacks so far (`whitebox`) left. Returns {epsilon: robust mask} and the image count."""
     n = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
     robust = clean[:n].clone()
-    accuracy, intervals, at_table = [], [], None
+    masks = {}
     for i, eps in enumerate(sorted(cfg["epsilons"])):
+        if math.isclose(eps, pgd["epsilon"]):
+            robust = robust & whitebox[:n]
         if eps > 0:
             attack = gen(50 + i)(PGD(model, epsilon=eps, steps=cfg["steps"], step_size=cfg["relative_step"] * eps,
                                      random_start=pgd["random_start"], best=True))
             robust = still_correct(model, attack, x[:n], y[:n], robust, batch_size, device,
                                    f"{defence} PGD at eps {eps}")
-        if math.isclose(eps, pgd["epsilon"]):
-            robust = at_table = robust & whitebox[:n]
-        accuracy.append(share(robust))
-        intervals.append(summary(robust)["interval_95"])
+        masks[pgd["epsilon"] if math.isclose(eps, pgd["epsilon"]) else eps] = robust
+    return masks, n
+
+
+def curve_summary(cfg: dict, pgd: dict, masks: dict[float, torch.Tensor], n: int, final: torch.Tensor) -> dict:
+    """The curve from its masks, once every attack has run: at the table's epsilon and above, an image the
+    table's attacks broke counts as broken (so the curve there is the table's number on its images)."""
+    accuracy, intervals = [], []
+    for eps in sorted(masks):
+        mask = masks[eps] & final[:n] if eps >= pgd["epsilon"] or math.isclose(eps, pgd["epsilon"]) else masks[eps]
+        accuracy.append(share(mask))
+        intervals.append(summary(mask)["interval_95"])
     return {"attack": f"white-box PGD, {cfg['steps']} steps of {cfg['relative_step']} x epsilon (best iterate); "
-                      f"at epsilon {pgd['epsilon']} with every attack of the table",
-            "test_images": n, "epsilon": sorted(cfg["epsilons"]), "accuracy": accuracy,
-            "interval_95": intervals}, at_table
+                      f"at epsilon {pgd['epsilon']} and above with every attack of the table",
+            "test_images": n, "epsilon": sorted(masks), "accuracy": accuracy, "interval_95": intervals}
 
 
-def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after):
-    """The checks a reviewer runs against a robustness claim, each {pass, what, and its figures}.
+def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after, same_threat=False,
+                  reference_clean=None):
+    """The checks a reviewer runs against a robustness claim, each {verdict: pass | FAIL | n/a, what, and
+    the figures that decided it}. Paired checks compare attacks on the same images and count the images
+    the stronger one newly breaks (`accuracy.nested`); a check whose premise does not hold is "n/a".
 
     The costly ones run on the first `sanity.test_size` images. The convergence check's stronger PGD
     breaks images too: they count in the white-box number (returned with the checks)."""
     cfg, pgd, bs = p["sanity"], {**p["attack"]["pgd"], "best": True}, p["whitebox"]["batch_size"]
+    tol = cfg["tolerance"]
     m = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
     xs, ys, clean = x[:m], y[:m], correct["clean"][:m]
     checks = {}
     deg = degenerate(predictions, 10, cfg["degenerate_share"])
-    checks["not_degenerate"] = {"pass": not deg["degenerate"], **deg,
+    checks["not_degenerate"] = {"verdict": "FAIL" if deg["degenerate"] else "pass", **deg,
                                 "what": f"no class predicted for more than {cfg['degenerate_share']:.0%} of the clean "
                                         "test images"}
+    if reference_clean is not None:
+        kept, target = summary(correct["clean"]), summary(reference_clean)
+        lost = target["accuracy"] - kept["accuracy"]
+        checks["keeps_clean_accuracy"] = {
+            "verdict": "FAIL" if lost > cfg["clean_loss"] else "pass", "lost": round(lost, 6),
+            "what": f"clean accuracy with the defence is at most {cfg['clean_loss']} below the target's alone on "
+                    "the same images", "defended": kept, "target": target}
 
     eps = cfg["unbounded_epsilon"]
     steps = p["robustness"]["steps"]
     unbounded = summary(still_correct(model, gen(90)(PGD(model, epsilon=eps, steps=steps, step_size=eps / 4,
                                                          random_start=True, best=True)),
                                       xs, ys, clean, bs, device, f"{label} sanity: PGD at eps {eps}"))
-    checks["unbounded_budget"] = {"pass": unbounded["accuracy"] <= cfg["unbounded_max_accuracy"],
+    checks["unbounded_budget"] = {"verdict": "pass" if unbounded["accuracy"] <= cfg["unbounded_max_accuracy"]
+                                  else "FAIL",
                                   "what": f"accuracy under PGD at epsilon {eps} (any image) is at most "
                                           f"{cfg['unbounded_max_accuracy']}", "accuracy": unbounded}
 
@@ -282,28 +365,27 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
         attack = PGD(model, **{**pgd, "step_size": step, "steps": 2 * pgd["steps"], "random_start": True})
         stronger = still_correct(model, gen(92 + r)(attack), xs, ys, stronger, bs, device,
                                  f"{label} sanity: PGD x2 steps, restart {r + 1}")
-    base, more = summary(alone), summary(stronger)
-    checks["converged"] = {"pass": base["accuracy"] - more["accuracy"] <= half_width(base),
-                           "what": f"PGD with twice the steps and {cfg['restarts']} random restarts lowers PGD's "
-                                   "accuracy by less than half its 95% interval", "pgd": base, "stronger": more}
+    checks["converged"] = {
+        "what": f"of the images PGD alone left, PGD with twice the steps and {cfg['restarts']} random restarts "
+                f"breaks at most max({tol['images']}, {tol['share']:.1%} of the images)",
+        **nested(alone, stronger, tolerated(m, tol["images"], tol["share"])),
+        "pgd": summary(alone), "stronger": summary(stronger)}
+    if checks["converged"]["verdict"] == "n/a":
+        checks["converged"]["why"] = "PGD alone already leaves no image: nothing to converge"
     robust = after(f"white-box PGD of the convergence check (first {m} images)",
                    torch.cat([robust[:m] & stronger, robust[m:]]))
 
-    aa = p["whitebox"]["autoattack"]
-    if aa["version"] != "none":  # Square alone against the gradient attacks alone, on the same images
-        name, square = AutoAttack(model, epsilon=pgd["epsilon"], seed=p["seed"], iterations=aa["iterations"],
-                                  square_queries=aa["square_queries"], device=device).attack("square")
-        found = still_correct(model, square, xs, ys, clean, bs, device, f"{label} sanity: {name} alone")
-        checks["gradient_free_not_stronger"] = {
-            "pass": summary(found)["accuracy"] >= more["accuracy"] - half_width(more),
-            "what": "the gradient-free attack (Square) alone leaves no fewer images than PGD alone with restarts, "
-                    "beyond half its 95% interval (else the gradients are likely masked)",
-            "square": summary(found), "gradient": more}
-        robust = after(f"white-box {name} of the gradient-masking check (first {m} images)",
-                       torch.cat([robust[:m] & found, robust[m:]]))
-    grey = summary(correct["pgd"][:m])
-    checks["whitebox_not_above_greybox"] = {
-        "pass": more["accuracy"] <= grey["accuracy"] + half_width(grey),
-        "what": "white-box PGD alone (with the convergence check's restarts) is not above grey-box PGD by more "
-                "than half its 95% interval", "whitebox": more, "greybox": grey}
+    what = ("of the images white-box PGD (with the convergence check's restarts) left, grey-box PGD breaks at "
+            f"most max({tol['images']}, {tol['share']:.1%} of the images)")
+    if same_threat:
+        checks["whitebox_not_above_greybox"] = {"verdict": "n/a", "what": what,
+                                                "why": "the grey-box attack is this white-box attack (on the "
+                                                       "classifier itself)"}
+    else:
+        grey = correct["pgd"][:m]
+        checks["whitebox_not_above_greybox"] = {"what": what, **nested(stronger, stronger & grey,
+                                                                       tolerated(m, tol["images"], tol["share"])),
+                                                "whitebox": summary(stronger), "greybox": summary(grey)}
+        if checks["whitebox_not_above_greybox"]["verdict"] == "n/a":
+            checks["whitebox_not_above_greybox"]["why"] = "white-box PGD already leaves no image"
     return checks, robust

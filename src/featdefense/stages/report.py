@@ -42,15 +42,22 @@ def interval(line: dict) -> str:
 
 
 def flags(m: dict) -> str:
-    """What a reader must know before trusting a defence's numbers: degenerate, failed sanity checks."""
+    """What a reader must know before trusting a defence's numbers: degenerate, clean accuracy lost, every
+    failed check (each with the counts that failed it)."""
     found = []
+    checks = m["sanity"]
     if m["degenerate"]:
-        d = m["sanity"]["not_degenerate"]
+        d = checks["not_degenerate"]
         found.append(f"DEGENERATE: predicts class {d['majority_class']} for {pct(d['majority_share'])}% of clean "
                      "test images")
-    failed = [k for k, v in m["sanity"].items() if not v["pass"] and k != "not_degenerate"]
+    kept = checks.get("keeps_clean_accuracy", {})
+    if kept.get("verdict") == "FAIL":
+        found.append(f"CLEAN ACCURACY LOST: {pct(kept['defended']['accuracy'])}% against the target's "
+                     f"{pct(kept['target']['accuracy'])}%")
+    failed = [k for k, v in checks.items() if v["verdict"] == "FAIL" and k not in ("not_degenerate",
+                                                                                   "keeps_clean_accuracy")]
     if failed:
-        found.append("sanity check(s) failed: " + ", ".join(failed))
+        found.append("check(s) failed: " + ", ".join(failed))
     return "; ".join(found)
 
 
@@ -85,16 +92,32 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sanity_table(evaluations: dict[str, dict]) -> pd.DataFrame:
-    """Defence x sanity check: pass or FAIL, with the figures that decided it."""
-    def cell(check: dict | None) -> str:
-        if check is None:
-            return "not run"
-        return "pass" if check["pass"] else "FAIL"
+def verdict(check: dict | None) -> str:
+    """A check's cell: its verdict and, for a paired check, the counts that decided it."""
+    if check is None:
+        return "not run"
+    if "broken" in check and check["verdict"] != "n/a":
+        return f"{check['verdict']}: {check['broken']} of {check['left']} broken (≤{check['tolerated']})"
+    if check["verdict"] == "FAIL" and "checks" in check:  # AutoAttack's own: which of them
+        return "FAIL: " + ", ".join(k for k, c in check["checks"].items() if c["verdict"] == "FAIL")
+    return check["verdict"]
 
-    names = list(next(iter(evaluations.values()))["sanity"])
-    return pd.DataFrame([{"defence": m["defence"]["label"], **{k: cell(m["sanity"].get(k)) for k in names}}
+
+def sanity_table(evaluations: dict[str, dict]) -> pd.DataFrame:
+    """Defence x sanity check: pass, FAIL or n/a, with the counts that decided it."""
+    names = list(dict.fromkeys(k for m in evaluations.values() for k in m["sanity"]))
+    return pd.DataFrame([{"defence": m["defence"]["label"], **{k: verdict(m["sanity"].get(k)) for k in names}}
                          for m in evaluations.values()])
+
+
+def sanity_notes(evaluations: dict[str, dict]) -> str:
+    """Why each n/a and each FAIL, in the metrics' own words."""
+    lines = []
+    for m in evaluations.values():
+        for k, c in m["sanity"].items():
+            if c["verdict"] != "pass" and "why" in c:
+                lines.append(f"- {m['defence']['label']}, {k} ({c['verdict']}): {c['why']}")
+    return "\n".join(lines)
 
 
 def caption(evaluations: dict[str, dict]) -> str:
@@ -119,8 +142,8 @@ def caption(evaluations: dict[str, dict]) -> str:
         "defence and classifier end to end, each judged at its best iterate (an image counts as broken if any "
         "iterate fooled the model). An image counts only if it is classified correctly clean and after every "
         "attack, grey-box ones included: the FGSM row's white-box number takes the minimum over the FGSM "
-        "attacks, the PGD row's over all of them. Intervals: 95% Wilson score intervals over the test images; "
-        "two numbers differ only where their intervals do not overlap.",
+        f"attacks, the PGD row's over all of them{plus(wb['autoattack'])}. Intervals: 95% Wilson score intervals "
+        "over the test images: they cover which test images were drawn, not the training seed (one seed here).",
         f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
     for name, m in evaluations.items():
@@ -151,11 +174,25 @@ def autoattack(cfg: dict) -> str:
         f", budget reduced to {budget}" if budget else ", its full budget")
 
 
+def plus(cfg: dict) -> str:
+    if cfg["version"] == "none" or cfg.get("plus_above") is None:
+        return ""
+    return (f", and where it stays above {pct(cfg['plus_above'])}% after them AutoAttack's plus version "
+            "(restarts, APGD-DLR, FAB) on the images left")
+
+
 def sanity_caption(evaluations: dict[str, dict]) -> str:
     first = next(iter(evaluations.values()))
-    lines = [f"- {k}: {v['what']}" for k, v in first["sanity"].items()]
+    checks = dict(first["sanity"])
+    for m in evaluations.values():
+        checks.update({k: v for k, v in m["sanity"].items() if k not in checks})
+    lines = [f"- {k}: {v['what']}" for k, v in checks.items()]
     images = first["sanity"]["unbounded_budget"]["accuracy"]["images"]
-    return (f"Each check on the first {images} test images (the degenerate flag on all):\n" + "\n".join(lines))
+    return (f"The costly checks on the first {images} test images; gradient_free_not_stronger and "
+            "autoattack_plus on all of them (their cascade steps), the degenerate and clean-accuracy checks on "
+            "all. A paired check counts the images the stronger attack newly broke among those the reference "
+            "left (≤: how many it tolerates); n/a: its premise does not hold (why below).\n"
+            + "\n".join(lines) + "\n\n" + sanity_notes(evaluations))
 
 
 def robustness_frame(evaluations: dict[str, dict]) -> pd.DataFrame:
