@@ -88,7 +88,8 @@ def test_the_whitebox_cascade_attacks_only_images_still_robust_and_never_revives
 
 def test_our_pgd_matches_art_on_the_same_model_and_images():
     """Pins our PGD against an independent implementation (the Adversarial Robustness Toolbox): same
-    model, same images, no random start, same eps/step/steps -> the same accuracy within 0.5 points."""
+    model, same images, same loss (ours, featdefense.attacks.loss), no random start, same eps/step/steps ->
+    the same accuracy within 0.5 points, and the same images."""
     import numpy as np
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
@@ -103,7 +104,13 @@ def test_our_pgd_matches_art_on_the_same_model_and_images():
     model.eval().requires_grad_(False)
     eps, step, steps = 0.2, 0.05, 10
     ours = PGD(model, epsilon=eps, steps=steps, step_size=step, random_start=False)(x, y)
-    classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+    from featdefense.attacks.loss import cross_entropy
+
+    class Loss(torch.nn.Module):
+        def forward(self, logits, labels):
+            return cross_entropy(logits, (labels.argmax(1) if labels.dim() == 2 else labels).long())  # ART: one-hot
+
+    classifier = PyTorchClassifier(model=model, loss=Loss(), input_shape=(1, 28, 28),
                                    nb_classes=2, clip_values=(0.0, 1.0))
     art = ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=step, max_iter=steps,
                                    num_random_init=0, batch_size=n, verbose=False)
@@ -143,3 +150,45 @@ def test_bpda_predicts_through_the_defence_and_differentiates_through_the_target
     xz = torch.zeros_like(x, requires_grad=True)
     (expected,) = torch.autograd.grad(target(xz).logsumexp(1).sum(), xz)
     assert torch.allclose(grad, expected) and grad.abs().sum() > 0
+
+
+class _Confident(torch.nn.Module):
+    """Two classes: class 0's logit grows with the image's mean brightness m (40 + 10 m), class 1's is 0.
+    Every image is class 0 by a margin of 40 or more: float32 cross-entropy is 0 exactly, its true-class
+    gradient p_0 - 1 vanishes, and class 1's logit has no gradient, so the whole input gradient is 0."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([40 + 10 * m, torch.zeros_like(m)], dim=1)
+
+
+def test_a_confident_model_keeps_its_gradient_where_plain_cross_entropy_loses_it():
+    from featdefense.attacks.loss import cross_entropy
+
+    model, x = _Confident(), torch.full((4, 1, 28, 28), 0.5)
+    y = torch.zeros(4, dtype=torch.long)
+    xg = x.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xg), y), xg)
+    assert torch.count_nonzero(plain) == 0  # the premise: F.cross_entropy has no gradient here
+    (double,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xg).double(), y), xg)
+    assert torch.count_nonzero(double) == 0  # nor in float64: p_y - 1 cancels at a margin of 45
+    (ours,) = torch.autograd.grad(cross_entropy(model(xg), y), xg)
+    assert (ours < 0).all()  # darker lowers the true class's margin: the direction that raises the loss
+    # FGSM and PGD (and so the attack files, the white-box cascade, the curve, the checks, Madry's training)
+    adv = FGSM(model, epsilon=0.2)(x, y)
+    assert torch.allclose(adv, x - 0.2)
+    adv = PGD(model, epsilon=0.2, steps=3, step_size=0.1, random_start=False)(x, y)
+    assert torch.allclose(adv, x - 0.2)
+
+
+def test_the_attack_loss_is_cross_entropy():
+    from featdefense.attacks.loss import cross_entropy
+
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(16, 10, requires_grad=True)
+    y = torch.randint(0, 10, (16,))
+    ours, theirs = cross_entropy(logits, y), torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(ours, theirs, rtol=1e-6)
+    (g1,) = torch.autograd.grad(ours, logits)
+    (g2,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), logits)
+    assert torch.allclose(g1, g2, atol=1e-6)

@@ -86,9 +86,11 @@ def check_artifacts(project, datasets=DATASETS) -> None:
             assert curve["accuracy"] == sorted(curve["accuracy"], reverse=True)
             # the curve at the table's epsilon is the table's white-box number, on the same (all 100) images
             assert curve["accuracy"][curve["epsilon"].index(0.2)] == acc["whitebox_pgd"]
-            assert set(metrics["sanity"]) >= {"not_degenerate", "unbounded_budget", "converged",
-                                              "gradient_free_not_stronger", "whitebox_not_above_greybox"}
-            assert metrics["degenerate"] == (not metrics["sanity"]["not_degenerate"]["pass"])
+            assert set(metrics["sanity"]) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget",
+                                              "converged", "whitebox_not_above_greybox", "autoattack_plus",
+                                              "gradient_free_not_stronger", "autoattack_checks"}
+            assert metrics["degenerate"] == (metrics["sanity"]["not_degenerate"]["verdict"] == "FAIL")
+            agree_with_counts(metrics)
             assert metrics["data"] == {"canonical": False, "test_images": 100, "target_train_images": 300}
             assert metrics["defence"]["trained"] == d.trains
         acc = json.loads((project / f"data/metrics/{ds}/evaluate_unsecured.json").read_text())["accuracy"]
@@ -104,7 +106,7 @@ def check_artifacts(project, datasets=DATASETS) -> None:
         evaluations = {d.label: json.loads((project / f"data/metrics/{ds}/evaluate_{n}.json").read_text())
                        for n, d in DEFENCES.items()}
         flagged = {label for label, m in evaluations.items()
-                   if m["degenerate"] or not all(c["pass"] for c in m["sanity"].values())}
+                   if m["degenerate"] or any(c["verdict"] == "FAIL" for c in m["sanity"].values())}
         assert set(table.loc[table["flags"].notna(), "defence"]) == flagged
         assert ("| degenerate " in report) == any(m["degenerate"] for m in evaluations.values())
         assert f"### {ds}: sanity checks" in report
@@ -300,6 +302,32 @@ def test_push_then_pull_keeps_what_is_current_and_names_what_is_stale(snakemake_
     assert not (second / "data/models/mnist/denoiser.pt").exists()  # in DVC's cache, not taken as current
     assert (second / "dvc.lock").read_bytes() == lock
     assert check_engines_agree(second) == both("train_denoiser", "evaluate_ours", "report")
+
+
+def agree_with_counts(metrics: dict) -> None:
+    """Each paired check's verdict follows from its counts; Square's check counts the cascade's Square step,
+    AutoAttack plus's the steps of its attacks; a defence that is its own grey-box attacker says n/a."""
+    for name, check in metrics["sanity"].items():
+        assert check["verdict"] in ("pass", "FAIL", "n/a"), (name, check)
+        if "broken" in check:
+            assert check["verdict"] == ("n/a" if check["left"] == 0 else
+                                        "FAIL" if check["broken"] > check["tolerated"] else "pass"), (name, check)
+    cascade = list(metrics["whitebox_pgd_cascade"].items())
+    square = [i for i, (k, _) in enumerate(cascade) if k.endswith("AutoAttack Square (gradient-free)")]
+    check = metrics["sanity"]["gradient_free_not_stronger"]
+    if square:
+        (i,) = square
+        assert check["left"] == cascade[i - 1][1]["correct"], check
+        assert check["broken"] == cascade[i - 1][1]["correct"] - cascade[i][1]["correct"], check
+    plus = [i for i, (k, _) in enumerate(cascade) if "AutoAttack plus" in k]
+    check = metrics["sanity"]["autoattack_plus"]
+    if plus:
+        assert check["left"] == cascade[plus[0] - 1][1]["correct"] and \
+            check["broken"] == cascade[plus[0] - 1][1]["correct"] - cascade[plus[-1]][1]["correct"], check
+    else:
+        assert check["verdict"] == "n/a"
+    if metrics["defence"]["kind"] == "classifier" or metrics["defence"]["name"] == "unsecured":
+        assert metrics["sanity"]["whitebox_not_above_greybox"]["verdict"] == "n/a"
 
 
 def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(snakemake_copy):

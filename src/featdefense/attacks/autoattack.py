@@ -123,5 +123,9 @@ class AutoAttack:
         """Each library check: {"verdict": "pass" | "FAIL" | "n/a", "said": [its messages]}: "pass" where it ran
         and said nothing, "n/a" where it never ran."""
         f = self.findings
+        def said(name):  # the first message, and how often it came (APGD repeats its check every batch)
+            msgs = f.said.get(name, [])
+            return msgs[:1] + ([f"(said {len(msgs)} times)"] if len(msgs) > 1 else [])
+
         return {name: {"verdict": "n/a" if name not in f.ran else "FAIL" if f.said.get(name) else "pass",
-                       "said": f.said.get(name, []) if name in f.ran else ["not run"]} for name in CHECKS}
+                       "said": said(name) if name in f.ran else ["not run"]} for name in CHECKS}
