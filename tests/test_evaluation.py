@@ -5,6 +5,7 @@ middle step, a defence whose gradient is zero, a constant classifier, a hand-com
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -319,3 +320,32 @@ def test_seeds_are_summarised_by_mean_and_sample_sd():
     table = aggregate(runs)
     assert table["Madry"]["pgd"]["seeds"] == [0.8, 0.9, 1.0] and table["Madry"]["degenerate_in"] == [2]
     assert "| Madry | 90.0 ± 10.0 |" in markdown("mnist", [0, 1, 2], table, 100)
+
+
+def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
+    import json
+
+    import yaml
+
+    from featdefense.defences import DEFENCES
+    from featdefense.seeds import from_archives
+
+    def archive(name: str, seed: int, value: float, **extra) -> Path:
+        d = tmp_path / name
+        (d / "metrics/mnist").mkdir(parents=True)
+        (d / "params.yaml").write_text(yaml.safe_dump({**copy.deepcopy(PAPER), "seed": seed, **extra}))
+        for n, defence in DEFENCES.items():
+            (d / f"metrics/mnist/evaluate_{n}.json").write_text(json.dumps({
+                "defence": {"label": defence.label}, "degenerate": False, "data": {"test_images": 10},
+                "accuracy": {k: value for k in ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")}}))
+        return d
+
+    runs = [archive("a", 0, 0.8), archive("b", 1, 0.9), archive("c", 2, 1.0)]
+    out = from_archives(runs, "mnist", tmp_path / "seeds.md")
+    assert "| Madry (2017) | 90.0 ± 10.0 |" in out.read_text()
+    assert json.loads(out.with_suffix(".json").read_text())["seeds"] == [0, 1, 2]
+    other = archive("d", 3, 0.9, threads=4)
+    with pytest.raises(ValueError, match="threads"):
+        from_archives(runs + [other], "mnist", tmp_path / "x.md")
+    with pytest.raises(ValueError, match="seed 0 twice"):
+        from_archives(runs + [archive("e", 0, 0.9)], "mnist", tmp_path / "x.md")

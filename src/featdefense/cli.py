@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                                       "write data/seeds/<dataset>.md: each accuracy's mean and sd across them")
     se.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     se.add_argument("--dataset", choices=WILDCARD_VALUES["dataset"], default="mnist")
+    se.add_argument("--from", dest="archives", nargs="+", type=Path, metavar="DIR",
+                    help="summarise archived runs (results/<name>/, one seed each) instead of running the seeds")
+    se.add_argument("--out", type=Path, help="with --from: the markdown file to write (default data/seeds/<dataset>.md)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -149,9 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pull":
             pull(args.params)
         elif args.command == "seeds":
-            from .seeds import run as run_seeds
+            from . import seeds
 
-            run_seeds(args.seeds, args.dataset, args.params)
+            if args.archives:
+                try:
+                    out = seeds.from_archives(args.archives, args.dataset, args.out or
+                                              seeds.OUT / f"{args.dataset}.md")
+                except (OSError, ValueError) as e:
+                    raise FeatdefenseError(str(e)) from None
+                print(out.read_text())
+            else:
+                seeds.run(args.seeds, args.dataset, args.params)
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2

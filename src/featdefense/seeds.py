@@ -5,6 +5,10 @@ reads the same sources.local.yaml and shares DVC's cache and run records): its p
 metrics are kept as the experiment `seed-<k>-<dataset>` (`dvc exp show`, `dvc exp apply seed-<k>-<dataset>`). After each,
 the evaluations' accuracies are read from the workspace; `data/seeds/<dataset>.md` and `.json` hold
 each seed's numbers and their mean ± sample sd. The workspace's own seed is put back at the end.
+
+`featdefense seeds --from DIR ...` summarises runs made elsewhere instead (archives of scripts/archive_run.py,
+e.g. one clone per seed run side by side): each DIR's params.yaml names its seed, and the runs must differ in
+nothing else.
 """
 from __future__ import annotations
 
@@ -50,9 +54,44 @@ def markdown(dataset: str, seeds: list[int], table: dict, images: int) -> str:
     for label, row in table.items():
         cells = [f"{100 * row[k]['mean']:.1f} ± {100 * row[k]['sd']:.1f}" for k in KEYS]
         lines.append("| " + " | ".join([label, *cells, ", ".join(map(str, row["degenerate_in"])) or "-"]) + " |")
-    lines += ["", "White-box: the per-image minimum over every attack (see the report's caption). Each seed's "
-              "params, dvc.lock and metrics: `dvc exp show`, the experiments named seed-<k>-<dataset>."]
+    lines += ["", "White-box: the per-image minimum over every attack (see the report's caption)."]
     return "\n".join(lines) + "\n"
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """{dotted name: value} of every leaf of a nested mapping."""
+    out = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
+    """Mean ± sd over archived runs (their metrics/<dataset>/evaluate_*.json), one seed each; they must share
+    every param but the seed. Writes out (markdown) and out with .json."""
+    import yaml
+
+    found, recipe = {}, None
+    for d in dirs:
+        p = yaml.safe_load((d / "params.yaml").read_text())
+        seed = p.pop("seed")
+        if recipe is not None and p != recipe:
+            a, b = _leaves(p), _leaves(recipe)
+            changed = sorted(k for k in set(a) | set(b) if a.get(k, KeyError) != b.get(k, KeyError))
+            raise ValueError(f"{d}: its params differ from {dirs[0]}'s in more than the seed: {', '.join(changed)}")
+        if seed in found:
+            raise ValueError(f"{d}: seed {seed} twice")
+        recipe, found[seed] = p, {}
+        for name in DEFENCES:
+            m = json.loads((d / "metrics" / dataset / f"evaluate_{name}.json").read_text())
+            found[seed][m["defence"]["label"]] = m
+    seeds = sorted(found)
+    table = aggregate(found)
+    images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
+    write_json(out.with_suffix(".json"), {"dataset": dataset, "seeds": seeds, "test_images": images,
+                                          "runs": [str(d) for d in dirs], "table": table})
+    write_text(out, markdown(dataset, seeds, table, images))
+    return out
 
 
 DVC_EXP_RUN = ["dvc", "--wait-for-lock", "exp", "run"]  # waits for another DVC command instead of failing
@@ -73,7 +112,8 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Pat
     images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
     OUT.mkdir(parents=True, exist_ok=True)
     write_json(OUT / f"{dataset}.json", {"dataset": dataset, "seeds": seeds, "test_images": images, "table": table})
-    write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images))
+    write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images) + "Each seed's params, dvc.lock and "
+               "metrics: `dvc exp show`, the experiments named seed-<k>-<dataset>.\n")
     # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
     subprocess.run(DVC_EXP_RUN + ["-S", f"seed={own}", "--name", f"seed-{own}-{dataset}-restored",
                                   f"report@{dataset}"], check=True)
