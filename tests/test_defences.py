@@ -162,6 +162,28 @@ def test_madry_starts_from_the_clean_target_and_ramps_epsilon(tiny_inputs, tmp_p
     assert warm["clean_test_accuracy"].iloc[0] == pytest.approx(clean) and cold["clean_test_accuracy"].iloc[0] < 0.3
 
 
+def test_madry_keeps_its_clean_share_of_each_batch_clean_and_trains_with_sgd(tiny_inputs, tmp_path, monkeypatch):
+    from featdefense.defences import madry
+
+    attacked = []
+    real = madry.PGD.forward
+
+    def counted(self, images, labels, generator=None):
+        attacked.append(len(images))
+        return real(self, images, labels, generator)
+
+    monkeypatch.setattr(madry.PGD, "forward", counted)
+    monkeypatch.setattr(madry.PGD, "__call__", counted)
+    cfg = {"epochs": 2, "steps": 2, "step_size": 0.1, "batch_size": 30, "warm_start": False, "ramp_epochs": 0}
+    train("madry", {**cfg, "clean_share": 0.5}, tiny_inputs, tmp_path / "half")
+    assert sum(attacked) == 2 * 150 and set(attacked) == {15}  # half of each batch of 30, two epochs of 300
+    attacked.clear()
+    log = train("madry", {**cfg, "clean_share": 1.0, "optimizer": "sgd", "lr": 0.05, "epochs": 3}, tiny_inputs,
+                tmp_path / "clean")[2]
+    assert attacked == []  # every image clean: plain training, with SGD
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]
+
+
 def test_hgd_trains_on_tiny_data_with_the_lgd_loss(tiny_inputs, tmp_path):
     model, meta, log = train("hgd", {"epochs": 3, "batch_size": 32}, tiny_inputs, tmp_path)
     assert list(log["epoch"]) == [1, 2, 3] and meta["train_examples"] == 600  # FGSM + PGD of 300 images

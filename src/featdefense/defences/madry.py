@@ -7,6 +7,8 @@ them. The robust network replaces the target: attacks against it are crafted on 
 `warm_start` starts from the clean target's weights and `ramp_epochs` raises ε (and the step size with it)
 linearly over the first epochs to its value (MadryLab's and later work's practice): from a random start
 at ε 0.2 on grayscale CIFAR-10 the network collapses to one class (its loss stays at ln 10).
+`clean_share` keeps that share of each batch clean (Goodfellow et al. 2014's mixed objective; 0: Madry's
+pure adversarial training), and `optimizer` is Adam or SGD with `momentum` (MadryLab's CIFAR-10 recipe).
 """
 from __future__ import annotations
 
@@ -34,13 +36,15 @@ def train(p, inp, out, dataset):
     x_train, y_train = x_train[keep], y_train[keep]
     x_test, y_test = load_split(inp["prepared"], "test")
     model = load_module(inp["target"], Target(), device)[0] if cfg["warm_start"] else Target().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    opt = (torch.optim.Adam(model.parameters(), lr=cfg["lr"]) if cfg["optimizer"] == "adam" else
+           torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"]))
     gen = torch.Generator().manual_seed(p["seed"])
     attack_gen = torch.Generator(device=device).manual_seed(p["seed"] + 1)
     rows = []
-    log.info("%s madry: %d train images, PGD eps %s, %d steps of %s, %d epochs (eps ramped over %d), from %s",
-             dataset, len(x_train), cfg["epsilon"], cfg["steps"], cfg["step_size"], cfg["epochs"],
-             cfg["ramp_epochs"], "the clean target" if cfg["warm_start"] else "random weights")
+    log.info("%s madry: %d train images, PGD eps %s, %d steps of %s, %d epochs (eps ramped over %d), from %s, "
+             "%s of each batch clean, %s lr %s", dataset, len(x_train), cfg["epsilon"], cfg["steps"], cfg["step_size"],
+             cfg["epochs"], cfg["ramp_epochs"], "the clean target" if cfg["warm_start"] else "random weights",
+             cfg["clean_share"], cfg["optimizer"], cfg["lr"])
     for epoch in range(1, cfg["epochs"] + 1):
         scale = min(1.0, epoch / cfg["ramp_epochs"]) if cfg["ramp_epochs"] else 1.0
         attack = PGD(model, epsilon=scale * cfg["epsilon"], steps=cfg["steps"], step_size=scale * cfg["step_size"],
@@ -51,7 +55,9 @@ def train(p, inp, out, dataset):
                       mininterval=2, leave=False):
             xb, yb = x_train[order[s]].to(device), y_train[order[s]].to(device)
             model.eval()
-            x_adv = attack(xb, yb, generator=attack_gen)
+            k = round(cfg["clean_share"] * len(yb))  # the first k stay clean (the batch is shuffled)
+            x_adv = torch.cat([xb[:k], attack(xb[k:], yb[k:], generator=attack_gen)]) if k else \
+                attack(xb, yb, generator=attack_gen)
             model.train()
             logits = model(x_adv)
             loss = F.cross_entropy(logits, yb)
@@ -80,7 +86,7 @@ DEFENCE = Defence(
     schema={
         "type": "object", "additionalProperties": False,
         "required": ["epsilon", "steps", "step_size", "epochs", "batch_size", "lr", "train_size", "warm_start",
-                     "ramp_epochs"],
+                     "ramp_epochs", "clean_share", "optimizer", "momentum"],
         "properties": {
             "epsilon": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "steps": _POS,
@@ -91,5 +97,9 @@ DEFENCE = Defence(
             "warm_start": {"type": "boolean", "description": "start from the clean target's weights"},
             "ramp_epochs": {"type": "integer", "minimum": 0,
                             "description": "epochs over which epsilon rises linearly to its value (0: none)"},
+            "clean_share": {"type": "number", "minimum": 0, "maximum": 1,
+                            "description": "share of each batch trained on clean images (0: pure adversarial)"},
+            "optimizer": {"enum": ["adam", "sgd"]},
+            "momentum": {"type": "number", "minimum": 0, "maximum": 1, "description": "SGD's momentum"},
         },
     })
