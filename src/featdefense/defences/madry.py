@@ -56,8 +56,9 @@ def train(p, inp, out, dataset):
             xb, yb = x_train[order[s]].to(device), y_train[order[s]].to(device)
             model.eval()
             k = round(cfg["clean_share"] * len(yb))  # the first k stay clean (the batch is shuffled)
-            x_adv = torch.cat([xb[:k], attack(xb[k:], yb[k:], generator=attack_gen)]) if k else \
-                attack(xb, yb, generator=attack_gen)
+            x_adv = xb.clone()
+            if k < len(yb):
+                x_adv[k:] = attack(xb[k:], yb[k:], generator=attack_gen)
             model.train()
             logits = model(x_adv)
             loss = F.cross_entropy(logits, yb)
