@@ -330,10 +330,11 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
     from featdefense.defences import DEFENCES
     from featdefense.seeds import from_archives
 
-    def archive(name: str, seed: int, value: float, **extra) -> Path:
+    def archive(name: str, seed: int, value: float, commit: str = "abc", **extra) -> Path:
         d = tmp_path / name
         (d / "metrics/mnist").mkdir(parents=True)
         (d / "params.yaml").write_text(yaml.safe_dump({**copy.deepcopy(PAPER), "seed": seed, **extra}))
+        (d / "commit.txt").write_text(commit + "\n")
         for n, defence in DEFENCES.items():
             (d / f"metrics/mnist/evaluate_{n}.json").write_text(json.dumps({
                 "defence": {"label": defence.label}, "degenerate": False, "data": {"test_images": 10},
@@ -347,5 +348,7 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
     other = archive("d", 3, 0.9, threads=4)
     with pytest.raises(ValueError, match="threads"):
         from_archives(runs + [other], "mnist", tmp_path / "x.md")
+    with pytest.raises(ValueError, match="code commit def"):
+        from_archives(runs + [archive("f", 4, 0.9, commit="def")], "mnist", tmp_path / "x.md")
     with pytest.raises(ValueError, match="seed 0 twice"):
         from_archives(runs + [archive("e", 0, 0.9)], "mnist", tmp_path / "x.md")

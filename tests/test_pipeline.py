@@ -31,6 +31,7 @@ from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
 METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "intervals", "whitebox_pgd_cascade", "sanity",
+               "sanity_failed", "whitebox_robust_index",
                "degenerate", "robustness", "data",
                "target", "attacks"}
 EVALUATIONS = {f"evaluate_{name}" for name in DEFENCES}
@@ -91,6 +92,7 @@ def check_artifacts(project, datasets=DATASETS) -> None:
                                               "gradient_free_not_stronger", "autoattack_checks"}
             assert metrics["degenerate"] == (metrics["sanity"]["not_degenerate"]["verdict"] == "FAIL")
             agree_with_counts(metrics)
+            assert len(metrics["whitebox_robust_index"]) == metrics["intervals"]["whitebox_pgd"]["correct"]
             assert metrics["data"] == {"canonical": False, "test_images": 100, "target_train_images": 300}
             assert metrics["defence"]["trained"] == d.trains
         acc = json.loads((project / f"data/metrics/{ds}/evaluate_unsecured.json").read_text())["accuracy"]

@@ -8,7 +8,7 @@ each seed's numbers and their mean ± sample sd. The workspace's own seed is put
 
 `featdefense seeds --from DIR ...` summarises runs made elsewhere instead (archives of scripts/archive_run.py,
 e.g. one clone per seed run side by side): each DIR's params.yaml names its seed, and the runs must differ in
-nothing else.
+nothing else, nor in their code's commit (commit.txt).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
     every param but the seed. Writes out (markdown) and out with .json."""
     import yaml
 
-    found, recipe = {}, None
+    found, recipe, commit = {}, None, None
     for d in dirs:
         p = yaml.safe_load((d / "params.yaml").read_text())
         seed = p.pop("seed")
@@ -79,6 +79,10 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
             a, b = _leaves(p), _leaves(recipe)
             changed = sorted(k for k in set(a) | set(b) if a.get(k, KeyError) != b.get(k, KeyError))
             raise ValueError(f"{d}: its params differ from {dirs[0]}'s in more than the seed: {', '.join(changed)}")
+        code = (d / "commit.txt").read_text().split()[0] if (d / "commit.txt").exists() else None
+        if found and code != commit:
+            raise ValueError(f"{d}: made by code commit {code}, {dirs[0]} by {commit}: not one recipe")
+        commit = code
         if seed in found:
             raise ValueError(f"{d}: seed {seed} twice")
         recipe, found[seed] = p, {}

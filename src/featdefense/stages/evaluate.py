@@ -166,6 +166,8 @@ def run(p, inp, out, dataset, defence):
         "accuracy": accuracy,
         "intervals": {k: summary(v) for k, v in correct.items()},
         "whitebox_pgd_cascade": cascade,
+        # the test images (their index in the split) that every attack left: what an independent attack checks
+        "whitebox_robust_index": index[correct["whitebox_pgd"].numpy()].tolist(),
         "sanity": sanity,
         "degenerate": sanity["not_degenerate"]["degenerate"],
         "sanity_failed": [k for k, v in sanity.items() if v["verdict"] == "FAIL"],
