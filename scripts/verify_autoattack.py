@@ -39,6 +39,8 @@ def main(project: Path, dataset: str, defences: list[str]) -> None:
     torch.set_num_threads(1)
     p = yaml.safe_load((project / "params.yaml").read_text())
     aa = p["whitebox"]["autoattack"]
+    if aa["version"] != "standard":
+        sys.exit(f"{project}: AutoAttack's {aa['version']} version; this rebuilds the standard one only")
     iterations, queries = aa["iterations"] or 100, aa["square_queries"] or 5000
     target = load_module(project / f"data/models/{dataset}/target.pt", Target(), "cpu")[0]
     for name in defences:

@@ -74,8 +74,7 @@ def check_artifacts(project, datasets=DATASETS) -> None:
                        "white-box PGD step 0.01", *bpda, "white-box AutoAttack APGD-CE", "white-box AutoAttack APGD-T",
                        "white-box AutoAttack FAB-T", "white-box AutoAttack Square (gradient-free)",
                        "white-box PGD of the robustness curve (first 100 images)",
-                       "white-box PGD of the convergence check (first 20 images)",
-                       "white-box Square (gradient-free) of the gradient-masking check (first 20 images)"]
+                       "white-box PGD of the convergence check (first 20 images)"]  # (no plus: TINY's plus_above)
             assert names == [f"{i:02d}. {'+ ' if i > 1 else ''}{a}" for i, a in enumerate(attacks, 1)]
             assert cascade == sorted(cascade, reverse=True) and cascade[-1] == acc["whitebox_pgd"]
             for key, line in [*metrics["intervals"].items(), *metrics["whitebox_pgd_cascade"].items()]:
@@ -314,6 +313,14 @@ def agree_with_counts(metrics: dict) -> None:
         if "broken" in check:
             assert check["verdict"] == ("n/a" if check["left"] == 0 else
                                         "FAIL" if check["broken"] > check["tolerated"] else "pass"), (name, check)
+    sanity, tol = metrics["sanity"], metrics["attacks"]["sanity"]["tolerance"]
+    converged = sanity["converged"]
+    assert converged["left"] == converged["pgd"]["correct"], converged  # the reference's own count
+    assert converged["broken"] == converged["pgd"]["correct"] - converged["stronger"]["correct"], converged
+    assert converged["tolerated"] == max(tol["images"], int(tol["share"] * converged["pgd"]["images"]))
+    grey = sanity["whitebox_not_above_greybox"]
+    if "broken" in grey:
+        assert grey["left"] == converged["stronger"]["correct"] == grey["whitebox"]["correct"], grey
     cascade = list(metrics["whitebox_pgd_cascade"].items())
     square = [i for i, (k, _) in enumerate(cascade) if k.endswith("AutoAttack Square (gradient-free)")]
     check = metrics["sanity"]["gradient_free_not_stronger"]

@@ -74,12 +74,16 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
     found, recipe, commit = {}, None, None
     for d in dirs:
         p = yaml.safe_load((d / "params.yaml").read_text())
+        if not isinstance(p, dict) or "seed" not in p:
+            raise ValueError(f"{d}/params.yaml: names no seed")
         seed = p.pop("seed")
         if recipe is not None and p != recipe:
             a, b = _leaves(p), _leaves(recipe)
             changed = sorted(k for k in set(a) | set(b) if a.get(k, KeyError) != b.get(k, KeyError))
             raise ValueError(f"{d}: its params differ from {dirs[0]}'s in more than the seed: {', '.join(changed)}")
-        code = (d / "commit.txt").read_text().split()[0] if (d / "commit.txt").exists() else None
+        code = (d / "commit.txt").read_text().strip() if (d / "commit.txt").exists() else ""
+        if not code or "modified" in code:
+            raise ValueError(f"{d}: commit.txt names no clean code commit ({code or 'none'})")
         if found and code != commit:
             raise ValueError(f"{d}: made by code commit {code}, {dirs[0]} by {commit}: not one recipe")
         commit = code

@@ -7,13 +7,15 @@ its attacks returns, per image, the adversarial example it found at any iterate 
 point, FAB its smallest successful perturbation, Square every success), not its last iterate.
 
 `attacks()` gives them one by one, configured as the library's `version` sets them, so that the white-box
-cascade runs each on the images still robust and reports a line per attack; run in that order with the
-same batches they are the library's `run_standard_evaluation` (a test compares the two).
+cascade runs each on the images still robust and reports a line per attack, as the library's
+`run_standard_evaluation` runs them (a test compares them, attack by attack, with the library's classes
+built fresh at the same budget).
 
 A reduced budget (`iterations`) builds APGD anew: the library computes APGD's step-size schedule (its
 checkpoints n_iter_2, n_iter_min, size_decr) from n_iter in the constructor, so setting n_iter afterwards
-would keep the schedule of 100 iterations. FAB reads n_iter only as its loop bound and Square, as
-AutoAttack builds it (resc_schedule=False), keeps its 5,000-query schedule of p whatever its n_queries.
+would keep the schedule of 100 iterations. FAB reads n_iter only as its loop bound; Square, as AutoAttack
+builds it (resc_schedule=False), halves p at fixed query counts (10, 50, 200, ... 8,000) whatever its
+n_queries, so a smaller budget cuts that schedule short, as the library's own setting of n_queries does.
 
 The library's own checks (`checks`: a randomised defence, probabilities instead of logits, a dynamic
 model, zero gradients seen by APGD, Square finding more than the gradient attacks) run through the
@@ -87,7 +89,7 @@ class AutoAttack:
             attack.targeted = name == "fab-t"
             if attack.targeted:
                 attack.n_restarts = 1
-        if name.startswith("apgd"):
+        if name in ("apgd-t", "apgd-dlr"):  # the library checks for zero gradients on the DLR losses only
             self.findings.now("zero_gradients")
         return attack.perturb(images, labels)
 
@@ -114,7 +116,8 @@ class AutoAttack:
 
     def check_square(self, accuracy: dict[str, float]) -> None:
         """The library's Square check on robust accuracies after each attack ({"clean": .., attack: ..}),
-        keyed as the library keys them ("square" the gradient-free one)."""
+        keyed as the library keys them ("square" the gradient-free one). Call it only where Square attacked
+        some image: else the check has nothing to compare and stays "n/a"."""
         from pyautoattack import checks
 
         checks.check_square_sr(accuracy, logger=self.findings.now("square_sr"))

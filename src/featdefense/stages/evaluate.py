@@ -5,15 +5,17 @@
   through the defence; a defence that replaces the classifier (madry) is attacked on itself instead;
 - white-box (adaptive), all end to end through defence and classifier: FGSM, PGD with each
   `whitebox.step_sizes`, BPDA-PGD for image-to-image defences, AutoAttack (APGD-CE, APGD-T, FAB-T,
-  Square), the robustness curve's PGD at the table's epsilon and the convergence check's stronger PGD.
+  Square), the robustness curve's PGD at the table's epsilon, the convergence check's stronger PGD, and
+  where the defence still keeps more than `whitebox.autoattack.plus_above`, AutoAttack's plus version.
   Every attack counts an image broken if any of its iterates fooled the model (best iterate), and an
   image counts as robust only if it is classified correctly clean and every attack failed on it, the
   grey-box ones included (the per-image minimum);
-- robust accuracy against epsilon: white-box PGD at each `robustness.epsilons`;
-- sanity checks (Carlini et al. 2019), each with pass/fail: accuracy falls to about 0 at an unbounded
-  epsilon; the attack has converged (twice the steps and more restarts move it less than its interval);
-  the gradient-free attack finds no more than the gradient attacks; white-box is not above grey-box; the
-  classifier is not degenerate (one class for most inputs);
+- robust accuracy against epsilon: white-box PGD at each `robustness.epsilons`, finished once every attack
+  has run (at the table's epsilon and above, the table's breaks count);
+- sanity checks (Carlini et al. 2019), each pass, FAIL or n/a with the counts that decided it: paired ones
+  run a stronger attack on the images a reference left and fail when it newly breaks more than the
+  tolerance (accuracy.nested); n/a where the premise does not hold; AutoAttack's own checks through the
+  library;
 - every accuracy with its image count and 95% Wilson interval.
 
 Attacks run as a cascade, each on the images still robust: that is the per-image minimum, computed
@@ -143,10 +145,11 @@ def run(p, inp, out, dataset, defence):
     correct["whitebox_fgsm"] = robust_fgsm
     bpda = bpda_model(module, target) if d.kind == "preprocessor" and not isinstance(module, torch.nn.Identity) \
         else None
-    same_threat = d.kind == "classifier" or isinstance(module, torch.nn.Identity)  # grey-box = white-box
+    undefended = isinstance(module, torch.nn.Identity)
+    same_threat = d.kind == "classifier" or undefended  # the grey-box attack is the white-box one
     correct["whitebox_pgd"], cascade, curve, sanity = whitebox(model, x, y, predictions, correct, p, device, gen,
                                                                defence, bpda, same_threat,
-                                                               predict(target, x, device) == y)
+                                                               None if undefended else predict(target, x, device) == y)
 
     accuracy = {k: share(v) for k, v in correct.items()}
     with open_h5(inp["prepared"]) as f:
@@ -232,7 +235,8 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
             shares[key] = share(robust)
             if key == "square":  # the gradient-free attack, on the images every gradient attack left
                 square = (before, robust)
-        library.check_square(shares)
+        if square is not None and square[0].any():
+            library.check_square(shares)
 
     # the robustness curve's PGD at the table's epsilon counts too
     masks, n = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd, bs, device, gen, label, robust)
@@ -241,44 +245,49 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
                        torch.cat([robust[:n] & masks[pgd["epsilon"]], robust[n:]]))
     sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after,
                                    same_threat, reference_clean)
-    robust = convergence(model, x, y, robust, p, device, label, after, sanity)
+    robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
     tol = p["sanity"]["tolerance"]
     sanity["gradient_free_not_stronger"] = {
         "what": "of the images every gradient attack before it left, AutoAttack's Square (gradient-free) breaks "
-                f"at most max({tol['images']}, {tol['share']:.1%} of the images) (else the gradients are likely "
+                f"at most max({tol['images']}, {tol['share']:.1%} of the images it runs on) (else the gradients are likely "
                 "masked)",
         **(nested(*square, tolerated(len(y), tol["images"], tol["share"])) if square is not None else
            {"verdict": "n/a", "why": "AutoAttack (and its Square) not run"})}
-    sanity["autoattack_checks"] = library_checks(library)
+    if square is not None and not square[0].any():
+        sanity["gradient_free_not_stronger"]["why"] = "the gradient attacks left no image for Square"
+    sanity["autoattack_checks"] = library_checks(library, plus)
     # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
-    # smaller ball is broken in a larger one): the curve at the table's epsilon is the table's number
+    # smaller ball is broken in a larger one): at the table's epsilon it is the table's number on the
+    # curve's images (the first robustness.test_size)
     return robust, cascade, curve_summary(p["robustness"], pgd, masks, n, robust), sanity
 
 
-def library_checks(library: AutoAttack | None) -> dict:
+def library_checks(library: AutoAttack | None, plus: AutoAttack | None = None) -> dict:
+    """AutoAttack's own checks, of the standard run and (prefixed "plus ") of the plus version's."""
     if library is None:
         return {"verdict": "n/a", "why": "AutoAttack not run", "what": "AutoAttack's own checks", "checks": {}}
-    checks = library.report()
+    checks = {**library.report(), **({f"plus {k}": v for k, v in plus.report().items()} if plus else {})}
     verdicts = {c["verdict"] for c in checks.values()}
     failed = [k for k, c in checks.items() if c["verdict"] == "FAIL"]
     return {"verdict": "FAIL" if failed else "pass" if "pass" in verdicts else "n/a",
-            "what": "AutoAttack's own checks (pyautoattack.checks): " + ", ".join(checks), "checks": checks,
-            **({"why": "; ".join(f"{k}: {' '.join(checks[k]['said'])}" for k in failed)} if failed else {})}
+            "what": "AutoAttack's own checks (pyautoattack.checks): " + ", ".join(library.report()),
+            "checks": checks, **({"why": "; ".join(f"{k}: {' '.join(checks[k]['said'])}" for k in failed)}
+                                 if failed else {})}
 
 
-def convergence(model, x, y, robust, p, device, label, after, sanity) -> torch.Tensor:
+def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[torch.Tensor, AutoAttack | None]:
     """AutoAttack's plus version (restarts, APGD-DLR, untargeted FAB) on the images every other attack left,
     for a defence that still keeps more than `whitebox.autoattack.plus_above` of its images: whether the
-    number moved is the `autoattack_plus` check."""
+    number moved is the `autoattack_plus` check. Returns the robust mask and the plus version (None: not run)."""
     aa, tol, bs = p["whitebox"]["autoattack"], p["sanity"]["tolerance"], p["whitebox"]["batch_size"]
     what = (f"where white-box accuracy stays above {aa['plus_above']}, AutoAttack's plus version (restarts) on "
-            f"the images every attack left breaks at most max({tol['images']}, {tol['share']:.1%} of the images)")
+            f"the images every attack left breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
     kept = share(robust)
     if aa["version"] == "none" or aa["plus_above"] is None or kept <= aa["plus_above"]:
         sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": "AutoAttack not run"
                                      if aa["version"] == "none" else "no threshold set" if aa["plus_above"] is None
                                      else f"white-box accuracy {kept:.3f} is not above {aa['plus_above']}"}
-        return robust
+        return robust, None
     plus = AutoAttack(model, epsilon=p["attack"]["pgd"]["epsilon"], version="plus", seed=p["seed"] + 1,
                       iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
     before = robust
@@ -287,7 +296,7 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> torch.T
                                                                           f"{label} AutoAttack plus {name}"))
     sanity["autoattack_plus"] = {"what": what, **nested(before, robust, tolerated(len(y), tol["images"],
                                                                                   tol["share"]))}
-    return robust
+    return robust, plus
 
 
 def robustness_curve(model, x, y, clean, cfg: dict, pgd: dict, batch_size: int, device, gen, defence: str,
@@ -339,23 +348,31 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
     checks = {}
     deg = degenerate(predictions, 10, cfg["degenerate_share"])
     checks["not_degenerate"] = {"verdict": "FAIL" if deg["degenerate"] else "pass", **deg,
+                                "why": f"class {deg['majority_class']} for {deg['majority_share']:.1%} of the clean "
+                                       "test images",
                                 "what": f"no class predicted for more than {cfg['degenerate_share']:.0%} of the clean "
                                         "test images"}
-    if reference_clean is not None:
+    what = (f"clean accuracy with the defence is at most {cfg['clean_loss']} below the target's alone on the same "
+            "images")
+    if reference_clean is None:
+        checks["keeps_clean_accuracy"] = {"verdict": "n/a", "what": what, "why": "no defence: the target itself"}
+    else:
         kept, target = summary(correct["clean"]), summary(reference_clean)
         lost = target["accuracy"] - kept["accuracy"]
         checks["keeps_clean_accuracy"] = {
-            "verdict": "FAIL" if lost > cfg["clean_loss"] else "pass", "lost": round(lost, 6),
-            "what": f"clean accuracy with the defence is at most {cfg['clean_loss']} below the target's alone on "
-                    "the same images", "defended": kept, "target": target}
+            "verdict": "FAIL" if lost > cfg["clean_loss"] else "pass", "lost": round(lost, 6), "what": what,
+            "why": f"{kept['correct']} of {kept['images']} clean images right with the defence, "
+                   f"{target['correct']} without", "defended": kept, "target": target}
 
     eps = cfg["unbounded_epsilon"]
     steps = p["robustness"]["steps"]
     unbounded = summary(still_correct(model, gen(90)(PGD(model, epsilon=eps, steps=steps, step_size=eps / 4,
                                                          random_start=True, best=True)),
                                       xs, ys, clean, bs, device, f"{label} sanity: PGD at eps {eps}"))
-    checks["unbounded_budget"] = {"verdict": "pass" if unbounded["accuracy"] <= cfg["unbounded_max_accuracy"]
-                                  else "FAIL",
+    checks["unbounded_budget"] = {"verdict": "n/a" if not clean.any() else "pass"
+                                  if unbounded["accuracy"] <= cfg["unbounded_max_accuracy"] else "FAIL",
+                                  "why": "no image is classified right clean" if not clean.any() else
+                                  f"{unbounded['correct']} of {unbounded['images']} images left",
                                   "what": f"accuracy under PGD at epsilon {eps} (any image) is at most "
                                           f"{cfg['unbounded_max_accuracy']}", "accuracy": unbounded}
 
@@ -369,7 +386,7 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
                                  f"{label} sanity: PGD x2 steps, restart {r + 1}")
     checks["converged"] = {
         "what": f"of the images PGD alone left, PGD with twice the steps and {cfg['restarts']} random restarts "
-                f"breaks at most max({tol['images']}, {tol['share']:.1%} of the images)",
+                f"breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)",
         **nested(alone, stronger, tolerated(m, tol["images"], tol["share"])),
         "pgd": summary(alone), "stronger": summary(stronger)}
     if checks["converged"]["verdict"] == "n/a":
@@ -378,7 +395,7 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
                    torch.cat([robust[:m] & stronger, robust[m:]]))
 
     what = ("of the images white-box PGD (with the convergence check's restarts) left, grey-box PGD breaks at "
-            f"most max({tol['images']}, {tol['share']:.1%} of the images)")
+            f"most max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
     if same_threat:
         checks["whitebox_not_above_greybox"] = {"verdict": "n/a", "what": what,
                                                 "why": "the grey-box attack is this white-box attack (on the "

@@ -42,8 +42,8 @@ def interval(line: dict) -> str:
 
 
 def flags(m: dict) -> str:
-    """What a reader must know before trusting a defence's numbers: degenerate, clean accuracy lost, every
-    failed check (each with the counts that failed it)."""
+    """What a reader must know before trusting a defence's numbers: degenerate, clean accuracy lost, the
+    names of the other failed checks (their counts: the sanity table)."""
     found = []
     checks = m["sanity"]
     if m["degenerate"]:
@@ -138,7 +138,7 @@ def caption(evaluations: dict[str, dict]) -> str:
         f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: FGSM; PGD ({pgd['steps']} "
         f"steps, each step size of {wb['step_sizes']}); for image-to-image defences also BPDA-PGD (the defence "
         f"taken as the identity on the backward pass); AutoAttack ({autoattack(wb['autoattack'])}); the "
-        "robustness curve's PGD at this epsilon and the sanity checks' attacks (on their images); all through "
+        "robustness curve's PGD at this epsilon and the convergence check's PGD (on their images); all through "
         "defence and classifier end to end, each judged at its best iterate (an image counts as broken if any "
         "iterate fooled the model). An image counts only if it is classified correctly clean and after every "
         "attack, grey-box ones included: the FGSM row's white-box number takes the minimum over the FGSM "
@@ -170,7 +170,9 @@ def autoattack(cfg: dict) -> str:
     budget = [f"{cfg['iterations']} iterations" if cfg["iterations"] else "",
               f"Square {cfg['square_queries']} queries" if cfg["square_queries"] else ""]
     budget = ", ".join(b for b in budget if b)
-    return f"{cfg['version']} version: APGD-CE, APGD-T, FAB-T, Square" + (
+    attacks = {"standard": "APGD-CE, APGD-T, FAB-T, Square",
+               "plus": "APGD-CE, APGD-DLR, FAB, Square, APGD-T, FAB-T, with restarts"}[cfg["version"]]
+    return f"{cfg['version']} version: {attacks}" + (
         f", budget reduced to {budget}" if budget else ", its full budget")
 
 

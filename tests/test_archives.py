@@ -1,0 +1,31 @@
+"""scripts/compare_archives.py: two archived runs accuracy by accuracy, against their intervals."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _archive(root: Path, name: str, correct: dict) -> Path:
+    from featdefense.accuracy import wilson
+
+    d = root / name / "metrics" / "mnist"
+    d.mkdir(parents=True)
+    intervals = {k: {"accuracy": c / 1000, "correct": c, "images": 1000, "interval_95": list(wilson(c, 1000))}
+                 for k, c in correct.items()}
+    (d / "evaluate_madry.json").write_text(json.dumps({"dataset": "mnist", "defence": {"label": "Madry (2017)"},
+                                                       "intervals": intervals}))
+    return root / name
+
+
+def test_only_changed_accuracies_are_listed_and_overlap_is_judged_on_the_intervals(tmp_path):
+    keys = ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")
+    old = _archive(tmp_path, "old", dict(zip(keys, (990, 893, 833, 893, 814))))
+    new = _archive(tmp_path, "new", dict(zip(keys, (990, 880, 833, 893, 700))))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/compare_archives.py"), str(old), str(new)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [r for r in out[2:] if r]
+    assert len(rows) == 2  # clean, pgd and white-box FGSM did not change
+    assert rows[0].startswith("| mnist | Madry (2017) | fgsm | 89.3") and rows[0].endswith("| -1.3 | yes |")
+    assert rows[1].startswith("| mnist | Madry (2017) | whitebox pgd | 81.4") and rows[1].endswith("| -11.4 | **no** |")
