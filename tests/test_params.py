@@ -119,6 +119,14 @@ def test_configurations_are_valid_and_set_the_same_keys(config):
     assert set(flat_keys(overlay)) == set(flat_keys(smoke))
 
 
+@pytest.mark.parametrize("experiment", sorted(p.relative_to(ROOT / "configs/experiments").as_posix()
+                                                for p in (ROOT / "configs/experiments").glob("*/*.yaml")))
+def test_experiment_overlays_are_valid_on_the_cpu_configuration(experiment):
+    cpu, offline = (yaml.safe_load((ROOT / f"configs/{c}.yaml").read_text()) for c in ("cpu", "offline"))
+    overlay = yaml.safe_load((ROOT / "configs/experiments" / experiment).read_text())
+    validate(merge(merge(merge(PAPER, cpu), offline), overlay))
+
+
 def test_params_apply_validates_before_writing(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text(PAPER_TEXT)
