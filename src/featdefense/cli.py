@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("--dataset", choices=WILDCARD_VALUES["dataset"], default="mnist")
     se.add_argument("--from", dest="archives", nargs="+", type=Path, metavar="DIR",
                     help="summarise archived runs (results/<name>/, one seed each) instead of running the seeds")
-    se.add_argument("--out", type=Path, help="with --from: the markdown file to write (default data/seeds/<dataset>.md)")
+    se.add_argument("--out", type=Path,
+                    help="with --from: the markdown file to write (default data/seeds/<dataset>.md)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

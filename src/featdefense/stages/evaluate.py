@@ -246,20 +246,25 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after,
                                    same_threat, reference_clean)
     robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
-    tol = p["sanity"]["tolerance"]
-    sanity["gradient_free_not_stronger"] = {
-        "what": "of the images every gradient attack before it left, AutoAttack's Square (gradient-free) breaks "
-                f"at most max({tol['images']}, {tol['share']:.1%} of the images it runs on) (else the gradients are likely "
-                "masked)",
-        **(nested(*square, tolerated(len(y), tol["images"], tol["share"])) if square is not None else
-           {"verdict": "n/a", "why": "AutoAttack (and its Square) not run"})}
-    if square is not None and not square[0].any():
-        sanity["gradient_free_not_stronger"]["why"] = "the gradient attacks left no image for Square"
+    sanity["gradient_free_not_stronger"] = square_check(square, p["sanity"]["tolerance"])
     sanity["autoattack_checks"] = library_checks(library, plus)
     # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
     # smaller ball is broken in a larger one): at the table's epsilon it is the table's number on the
     # curve's images (the first robustness.test_size)
     return robust, cascade, curve_summary(p["robustness"], pgd, masks, n, robust), sanity
+
+
+def square_check(square: tuple[torch.Tensor, torch.Tensor] | None, tol: dict) -> dict:
+    """The gradient-masking check from the cascade's Square step: (robust before it, robust after it)."""
+    what = ("of the images every gradient attack before it left, AutoAttack's Square (gradient-free) breaks at "
+            f"most max({tol['images']}, {tol['share']:.1%} of the images it runs on) (else the gradients are "
+            "likely masked)")
+    if square is None:
+        return {"verdict": "n/a", "what": what, "why": "AutoAttack (and its Square) not run"}
+    check = {"what": what, **nested(*square, tolerated(len(square[0]), tol["images"], tol["share"]))}
+    if check["verdict"] == "n/a":
+        check["why"] = "the gradient attacks left no image for Square"
+    return check
 
 
 def library_checks(library: AutoAttack | None, plus: AutoAttack | None = None) -> dict:
@@ -281,7 +286,8 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
     number moved is the `autoattack_plus` check. Returns the robust mask and the plus version (None: not run)."""
     aa, tol, bs = p["whitebox"]["autoattack"], p["sanity"]["tolerance"], p["whitebox"]["batch_size"]
     what = (f"where white-box accuracy stays above {aa['plus_above']}, AutoAttack's plus version (restarts) on "
-            f"the images every attack left breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
+            f"the images every attack left breaks at most max({tol['images']}, {tol['share']:.1%} of the images "
+            "it runs on)")
     kept = share(robust)
     if aa["version"] == "none" or aa["plus_above"] is None or kept <= aa["plus_above"]:
         sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": "AutoAttack not run"
