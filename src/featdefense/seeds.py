@@ -58,14 +58,6 @@ def markdown(dataset: str, seeds: list[int], table: dict, images: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _leaves(tree: dict, prefix: str = "") -> dict:
-    """{dotted name: value} of every leaf of a nested mapping."""
-    out = {}
-    for k, v in tree.items():
-        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
 def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
     """Mean ± sd over archived runs (their metrics/<dataset>/evaluate_*.json), one seed each; they must share
     every param but the seed. Writes out (markdown) and out with .json."""
@@ -78,7 +70,7 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
             raise ValueError(f"{d}/params.yaml: names no seed")
         seed = p.pop("seed")
         if recipe is not None and p != recipe:
-            a, b = _leaves(p), _leaves(recipe)
+            a, b = ({k: params_mod.get(t, k) for k in params_mod.flat_keys(t)} for t in (p, recipe))
             changed = sorted(k for k in set(a) | set(b) if a.get(k, KeyError) != b.get(k, KeyError))
             raise ValueError(f"{d}: its params differ from {dirs[0]}'s in more than the seed: {', '.join(changed)}")
         code = (d / "commit.txt").read_text().strip() if (d / "commit.txt").exists() else ""
