@@ -186,12 +186,29 @@ def test_madry_keeps_its_clean_share_of_each_batch_clean_and_trains_with_sgd(tin
 
 def test_hgd_trains_on_tiny_data_with_the_lgd_loss(tiny_inputs, tmp_path):
     model, meta, log = train("hgd", {"epochs": 3, "batch_size": 32}, tiny_inputs, tmp_path)
-    assert list(log["epoch"]) == [1, 2, 3] and meta["train_examples"] == 600  # FGSM + PGD of 300 images
+    assert list(log["epoch"]) == [1, 2, 3] and meta["train_examples"] == 900  # FGSM + PGD of 300 images + those
     assert log["lgd_loss"].iloc[-1] < log["lgd_loss"].iloc[0]
     with h5py.File(tiny_inputs["pgd"]) as f:
         x_adv = torch.from_numpy(f["test"]["x_adv"][()])
-    out = model(x_adv)
-    assert out.shape == x_adv.shape and out.min() >= 0 and out.max() <= 1
+    assert model(x_adv).shape == x_adv.shape
+    adversarial_only = train("hgd", {"epochs": 1, "batch_size": 32, "train_on": ["pgd"]}, tiny_inputs, tmp_path / "a")
+    assert adversarial_only[1]["train_examples"] == 300
+
+
+def test_hgd_clips_its_image_but_a_saturated_image_still_trains_it():
+    """Where the predicted noise pushes every pixel past 1, training still gets a gradient (a plain clip gave
+    none, and training on grayscale CIFAR-10 stopped at a constant image); evaluated, it is the plain clip."""
+    from featdefense.defences.hgd import UNet
+
+    model = UNet(4).train()
+    torch.nn.init.constant_(model.noise.bias, -1.0)  # every pixel of x = 1 goes to about 2
+    out = model(torch.ones(2, 1, 28, 28))
+    assert out.max() <= 1
+    out.sum().backward()
+    assert model.noise.bias.grad.abs().sum() > 0 and model.enc1[0].weight.grad.abs().sum() > 0
+    model.eval().zero_grad()
+    model(torch.ones(2, 1, 28, 28)).sum().backward()
+    assert model.noise.bias.grad.abs().sum() == 0  # the attacker's gradient is the clipped function's
 
 
 def test_hgd_loss_is_the_l1_distance_of_the_target_logits():

@@ -45,6 +45,7 @@ def test_committed_params_are_the_papers_recipe():
     ("denoiser.epochs", KeyError, ["denoiser", "'epochs' is a required property"]),
     ("defences.madry.step_size", 0.5, ["defences.madry.step_size", "0.5", "epsilon"]),
     ("defences.hgd.train_on", [], ["defences.hgd.train_on"]),
+    ("defences.hgd.train_on", ["clean"], ["defences.hgd.train_on", "fgsm", "pgd"]),
     ("defences.median_filter.kernel_size", 4, ["defences.median_filter.kernel_size", "4", "[3, 5]"]),
     ("defences.hgd", KeyError, ["defences", "'hgd' is a required property"]),
     ("robustness.epsilons", [0, 2], ["robustness.epsilons.1", "2"]),

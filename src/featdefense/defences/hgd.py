@@ -1,14 +1,19 @@
 """hgd: a high-level representation guided denoiser (Liao et al. 2018), sized for 28x28 images.
 
 A small U-Net (two 2x down-samplings, skip connections) predicts the adversarial noise; the denoised
-image is x - noise, clipped to [0, 1]. It learns from the same adversarial train examples as our
-denoiser, with the LGD loss ||f(x) - f(x_d)||_1 between the frozen target's logits on the clean image x
-and on the denoised adversarial image x_d.
+image is x - noise, clipped to [0, 1]. In training the clip passes the gradient on as if it were not
+there: a clip's zero gradient let training on grayscale CIFAR-10 settle on a constant image (10% clean
+accuracy) that no gradient could leave. Evaluated (eval mode), it is the plain clip, the function an
+attacker differentiates. It learns from the same adversarial train
+examples as our denoiser and, with `train_on: [clean, ...]`, from their clean images as well (a denoiser
+must leave those as they are), with the LGD loss ||f(x) - f(x_d)||_1 between the frozen target's logits on
+the clean image x and on the denoised image x_d.
 """
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -45,7 +50,10 @@ class UNet(nn.Module):
         b = self.bottom(self.pool(e2))                              # 4w x 7 x 7
         d2 = self.dec2(torch.cat([self.up2(b), e2], 1))             # 2w x 14 x 14
         d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))            # w x 28 x 28
-        return (x - self.noise(d1)).clamp(0, 1)
+        denoised = x - self.noise(d1)
+        if self.training:  # clipped, with the gradient of the unclipped image (see the module's docstring)
+            return denoised + (denoised.clamp(0, 1) - denoised).detach()
+        return denoised.clamp(0, 1)
 
 
 def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor) -> torch.Tensor:
@@ -60,13 +68,16 @@ def train(p, inp, out, dataset):
     cfg = p["defences"]["hgd"]
     target, _ = load_module(inp["target"], Target(), device)
     target.requires_grad_(False)
-    x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"]})
+    x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"] if a != "clean"})
+    if "clean" in cfg["train_on"]:  # each clean image once, its own target
+        keep = np.unique(index)
+        x_adv, index = torch.cat([x_adv, load_split(inp["prepared"], "train", keep)[0]]), np.concatenate([index, keep])
     x_clean, _ = load_split(inp["prepared"], "train", index)
     model = UNet(cfg["width"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(p["seed"])
     rows = []
-    log.info("%s hgd: %d adversarial examples (%s), width %d, %d epochs", dataset, len(x_adv),
+    log.info("%s hgd: %d train examples (%s), width %d, %d epochs", dataset, len(x_adv),
              "+".join(cfg["train_on"]), cfg["width"], cfg["epochs"])
     for epoch in range(1, cfg["epochs"] + 1):
         model.train()
@@ -98,7 +109,8 @@ DEFENCE = Defence(
         "required": ["width", "train_on", "epochs", "batch_size", "lr"],
         "properties": {
             "width": _POS,
-            "train_on": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["fgsm", "pgd"]}},
+            "train_on": {"type": "array", "uniqueItems": True, "items": {"enum": ["clean", "fgsm", "pgd"]},
+                         "contains": {"enum": ["fgsm", "pgd"]}},
             "epochs": _POS, "batch_size": _POS,
             "lr": {"type": "number", "exclusiveMinimum": 0},
         },
