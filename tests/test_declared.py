@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from featdefense import audit
+from featdefense import audit, checkpoints
 from featdefense.pipeline import PKG, STAGES
 
 
@@ -31,9 +31,11 @@ def test_a_stage_s_code_is_found_in_its_imports_every_form_of_them():
 
 def allowed_reads(stage, wildcards) -> tuple[set[str], list[str]]:
     """Files and folders a stage instance may open: its code, inputs and outputs (with their temporary
-    names), and sources.local.yaml where the graph says it reads where its inputs lie."""
+    names), its own checkpoint folder, and sources.local.yaml where the graph says it reads where its
+    inputs lie."""
     files = set(stage.code_paths) | {p.format(**wildcards) for p in stage.deps.values()}
-    outputs = [p.format(**wildcards) for p in stage.products.values()]
+    outputs = [p.format(**wildcards) for p in stage.products.values()] + \
+              [(checkpoints.ROOT / stage.instance_name(**wildcards)).as_posix()]
     folders = [p.format(**wildcards) for k, p in stage.deps.items() if k in {"raw"}] + \
               [p.format(**wildcards) for k, p in stage.outs.items() if k in stage.directories]
     files |= set(outputs) | ({"sources.local.yaml"} if stage.locations else set())

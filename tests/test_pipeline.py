@@ -20,7 +20,7 @@ import yaml
 
 from featdefense import locations
 from featdefense.defences import DEFENCES
-from featdefense.io import read_dvc_lock
+from featdefense.io import ISA_PINS, environment, platform_cpu, read_dvc_lock
 from featdefense.pipeline import STAGES, final_products
 
 from . import fixtures
@@ -350,6 +350,9 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(s
                                    "sanity"}
     assert node["params"]["whitebox"]["step_sizes"] == [0.1, 0.01]
     assert node["environment"]["torch"] == str(torch.__version__) and node["environment"]["device"] == "cpu"
+    # what the bytes depend on besides the software: the processor and the instruction set of the kernels
+    assert node["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert node["environment"]["cpu"] == platform_cpu()
     stages, downloads = {}, []
 
     def walk(n):
@@ -370,6 +373,15 @@ def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(s
     assert tree["git"] == {"commit": head, "uncommitted_changes": False}
     text = sh(snakemake_copy, "featdefense", "lineage", "data/metrics/mnist/evaluate_ours.json").stdout
     assert "made by download@mnist" in text and "NOT canonical" in text and f"torch {torch.__version__}" in text
+    assert f"cpu_capability {torch.backends.cpu.get_cpu_capability()}" in text
+
+
+def test_the_environment_names_any_variable_that_pins_an_instruction_set(monkeypatch):
+    for pin in ISA_PINS:
+        monkeypatch.delenv(pin, raising=False)
+    assert "isa_pins" not in environment()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert environment()["isa_pins"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def test_a_comment_only_code_edit_recomputes_one_stage_under_either_engine(built, tmp_path):
@@ -413,3 +425,23 @@ def test_moving_the_data_source_reruns_nothing_and_a_checksum_change_reruns_ever
     jobs = snakemake_jobs(project)
     assert stale_in_themselves(jobs) == {"download@mnist"} == dvc_stale(project)
     assert set(jobs) == {i for i in INSTANCES if i.endswith("@mnist") or "@mnist-" in i}
+
+
+def test_a_cache_outside_the_repository_is_where_restores_and_lineage_look(snakemake_copy, tmp_path):
+    """`dvc cache dir` elsewhere (a team's shared cache, DVC's documented setup): a deleted output comes back
+    from it without recomputing, and lineage reads the software of an output that is only there."""
+    shared = tmp_path / "team-cache"
+    shutil.move(snakemake_copy / ".dvc/cache", shared)
+    sh(snakemake_copy, "dvc", "cache", "dir", str(shared))
+    sh(snakemake_copy, "dvc", "config", "cache.shared", "group")
+    target = snakemake_copy / "data/models/mnist/target.pt"
+    before = target.read_bytes()
+    target.unlink()
+    since = timing_lines(snakemake_copy)
+    out = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist")
+    assert "restored them, nothing recomputed" in out.stderr
+    assert computed(snakemake_copy, since) == set() and target.read_bytes() == before
+    for made in ("data/models/mnist/denoiser.pt", "data/runs/train_denoiser@mnist.json"):
+        (snakemake_copy / made).unlink()  # not in the workspace: only the cache has what made it
+    tree = json.loads(sh(snakemake_copy, "featdefense", "lineage", "data/models/mnist/denoiser.pt", "--json").stdout)
+    assert tree["artifact"]["environment"]["torch"] == str(torch.__version__)

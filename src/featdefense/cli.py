@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from . import FeatdefenseError, audit, params as params_mod, runs
+from . import FeatdefenseError, audit, checkpoints, params as params_mod, runs
+from .io import environment
 from .pipeline import STAGES, WILDCARD_VALUES, dvc_yaml
 
 log = logging.getLogger("featdefense")
@@ -38,11 +39,13 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str, force: boo
     else:
         module, function = stage.function.split(":")
         compute = getattr(importlib.import_module(module), function)
-        with audit.recording(label):  # only where FEATDEFENSE_AUDIT asks (the tests)
-            compute(p, inp, out, **wildcards, **stage.fixed)
-        if not all(Path(f).exists() for f in out.values()):
-            raise FeatdefenseError(f"stage {label} finished without writing all of {sorted(out.values())}")
-        runs.record(stage, wildcards, state, p.get("device"))
+        # its progress so far, if a run of this same state was stopped (removed once the record is written)
+        with checkpoints.opened(label, checkpoints.key(state, environment(p.get("device")))):
+            with audit.recording(label):  # only where FEATDEFENSE_AUDIT asks (the tests)
+                compute(p, inp, out, **wildcards, **stage.fixed)
+            if not all(Path(f).exists() for f in out.values()):
+                raise FeatdefenseError(f"stage {label} finished without writing all of {sorted(out.values())}")
+            runs.record(stage, wildcards, state, p.get("device"))
     seconds = time.time() - start
     log.info("stage %s done in %.1f s", label, seconds)
     TIMINGS.parent.mkdir(exist_ok=True)

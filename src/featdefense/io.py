@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -94,10 +95,41 @@ def environment(device: str | None = None) -> dict:
 
     used = resolve_device(device or "cpu")
     env = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": numpy.__version__,
-           "h5py": h5py.__version__, "machine": platform.machine(), "device": used.type}
+           "h5py": h5py.__version__, "machine": platform.machine(), "device": used.type, **processor()}
     if used.type == "cuda":
         env.update(gpu=torch.cuda.get_device_name(used), cuda=torch.version.cuda)
     return env
+
+
+ISA_PINS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def processor() -> dict:
+    """What float results on a CPU depend on besides the software: the processor, the instruction set
+    PyTorch's kernels use (ATen's CPU capability), the BLAS, and any variable pinning an instruction set."""
+    import torch
+
+    cpu = platform_cpu()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    found = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+             "blas": blas.group(1) if blas else "unknown"}
+    pins = {k: os.environ[k] for k in ISA_PINS if k in os.environ}
+    return {**found, **({"isa_pins": pins} if pins else {})}
+
+
+def platform_cpu() -> str:
+    """The processor's vendor and model name, as the kernel names it."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "model name" in fields:
+            return f"{fields.get('vendor_id', '?')} {fields['model name']}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def provenance(stage: str, params: dict, inputs: dict[str, str | Path]) -> dict:

@@ -106,7 +106,8 @@ def trace_many(artifacts: list[str], root: Path = Path("."), lock: str = "dvc.lo
     return {a: {"artifact": node(a), "git": git, "lock": lock} for a in artifacts}
 
 
-_ENV_ORDER = ["python", "torch", "numpy", "h5py", "machine", "device", "gpu", "cuda"]  # io.environment's keys
+_ENV_ORDER = ["python", "torch", "numpy", "h5py", "machine", "device", "cpu", "cpu_capability", "blas",
+              "isa_pins", "gpu", "cuda"]  # io.environment's keys
 
 
 def render(tree: dict) -> str:

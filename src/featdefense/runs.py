@@ -16,6 +16,7 @@ From these:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 RUNS = Path(".featdefense/runs")
 PARAMS = Path(".featdefense/params")  # each instance's param values, a Snakemake input (see params_file)
 LOCK = Path("dvc.lock")
-CACHE = Path(".dvc/cache/files/md5")
 IGNORED = {".snakemake_timestamp"}  # Snakemake's marker in directory outputs; .dvcignore drops it too
 
 
@@ -167,9 +167,19 @@ def made_from(instance: str, st: dict) -> dict[str, str] | None:
 
 # -- restoring outputs from DVC's cache -------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def cache_dir(root: Path) -> Path:
+    """Where DVC keeps the objects of the repository at `root`, as DVC's own configuration says (`cache.dir`
+    at any level: the default .dvc/cache, a cache outside the repository, a team's shared one)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return Path(repo.cache.local.path)
+
+
 def cached(h: str, root: Path = Path(".")) -> Path:
     """Where DVC's cache keeps the object with MD5 `h` (a file, or a directory's listing, '.dir')."""
-    return root / CACHE / h[:2] / h[2:]
+    return cache_dir(Path(root).resolve()) / h[:2] / h[2:]
 
 
 def _available(path: str, h: str, memo: dict) -> bool:

@@ -50,6 +50,13 @@ class _Findings:
     def info(self, *_):
         pass
 
+    def get_state(self) -> dict:  # what a checkpoint keeps of it (checkpoints.Checkpoint.step)
+        return {"said": self.said, "ran": sorted(self.ran), "current": self.current}
+
+    def set_state(self, state: dict) -> None:
+        self.said = {k: list(v) for k, v in state["said"].items()}
+        self.ran, self.current = set(state["ran"]), state["current"]
+
     debug = info
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .. import checkpoints
 from ..io import atomic_path, provenance, save_model
 from ..models.lenet import Target
 from ..training import batches, load_adversarial_train, load_module, load_split, setup
@@ -79,7 +80,8 @@ def train(p, inp, out, dataset):
     rows = []
     log.info("%s hgd: %d train examples (%s), width %d, %d epochs", dataset, len(x_adv),
              "+".join(cfg["train_on"]), cfg["width"], cfg["epochs"])
-    for epoch in range(1, cfg["epochs"] + 1):
+    for epoch in checkpoints.epochs(cfg["epochs"], {"model": model, "opt": opt, "gen": gen}, rows,
+                                    f"{dataset} hgd"):
         model.train()
         order = torch.randperm(len(x_adv), generator=gen)
         total = 0.0

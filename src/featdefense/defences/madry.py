@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..attacks import PGD
+from .. import checkpoints
 from ..io import atomic_path, provenance, save_model
 from ..models.lenet import Target
 from ..training import batches, load_module, load_split, predict, setup, subset
@@ -45,7 +46,8 @@ def train(p, inp, out, dataset):
              "%s of each batch clean, %s lr %s", dataset, len(x_train), cfg["epsilon"], cfg["steps"], cfg["step_size"],
              cfg["epochs"], cfg["ramp_epochs"], "the clean target" if cfg["warm_start"] else "random weights",
              cfg["clean_share"], cfg["optimizer"], cfg["lr"])
-    for epoch in range(1, cfg["epochs"] + 1):
+    state = {"model": model, "opt": opt, "gen": gen, "attack_gen": attack_gen}
+    for epoch in checkpoints.epochs(cfg["epochs"], state, rows, f"{dataset} madry"):
         scale = min(1.0, epoch / cfg["ramp_epochs"]) if cfg["ramp_epochs"] else 1.0
         attack = PGD(model, epsilon=scale * cfg["epsilon"], steps=cfg["steps"], step_size=scale * cfg["step_size"],
                      random_start=True)

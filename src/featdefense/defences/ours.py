@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .. import checkpoints
 from ..io import atomic_path, provenance, save_model
 from ..losses import feature_loss_terms, mean_squares, term_names
 from ..models.autoencoder import Denoiser
@@ -54,7 +55,8 @@ def train(p, inp, out, dataset):
     rows = []
     log.info("%s denoiser: %d adversarial examples (%s) of %d clean images, %d epochs", dataset, len(x_adv),
              "+".join(cfg["train_on"]), len(unique), cfg["epochs"])
-    for epoch in range(1, cfg["epochs"] + 1):
+    for epoch in checkpoints.epochs(cfg["epochs"], {"model": model, "opt": opt, "gen": gen}, rows,
+                                    f"{dataset} denoiser"):
         model.train()
         order = torch.randperm(len(x_adv), generator=gen)
         sums = dict.fromkeys(names, 0.0)

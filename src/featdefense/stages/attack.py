@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import attacks
+from .. import attacks, checkpoints
 from ..io import atomic_path, open_h5, provenance
 from ..models.lenet import Target
 from ..training import batches, load_module, setup, subset, to_tensor
@@ -68,14 +68,16 @@ def attack_split(g, attacker, target, images, labels, index, batch_size, gen, de
     pred = g.create_dataset("pred", shape=(n,), dtype="int64", track_times=False)
     g.create_dataset("index", data=index, track_times=False)
     g.create_dataset("y", data=labels[index], track_times=False)
-    fooled = 0
-    for s in tqdm(list(batches(n, batch_size)), desc=label, mininterval=2):
-        xb = to_tensor(images[index[s]]).to(device)  # index is sorted: h5py reads just these rows
-        yb = torch.from_numpy(labels[index[s]]).to(device)
-        adv = in_halves_on_oom(attacker, xb, yb, gen)
-        with torch.no_grad():
-            pb = target(adv).argmax(1)
-        x_adv[s] = adv.cpu().numpy()
-        pred[s] = pb.cpu().numpy()
-        fooled += int((pb != yb).sum())
+    fooled, ck = 0, checkpoints.current()
+    for b, s in enumerate(tqdm(list(batches(n, batch_size)), desc=label, mininterval=2)):
+        def batch(s=s):
+            xb = to_tensor(images[index[s]]).to(device)  # index is sorted: h5py reads just these rows
+            yb = torch.from_numpy(labels[index[s]]).to(device)
+            adv = in_halves_on_oom(attacker, xb, yb, gen)
+            with torch.no_grad():
+                return {"x_adv": adv.cpu(), "pred": target(adv).argmax(1).cpu()}
+        done = ck.step(f"{label} batch {b}", batch, gen)  # a stopped run's batches are read back
+        x_adv[s] = done["x_adv"].numpy()
+        pred[s] = done["pred"].numpy()
+        fooled += int((done["pred"].numpy() != labels[index[s]]).sum())
     log.info("%s: %d examples, target accuracy on them %.4f", label, n, 1 - fooled / n)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import checkpoints
 from ..accuracy import degenerate, nested, summary, tolerated
 from ..attacks import FGSM, PGD
 from ..attacks.autoattack import CHECKS, AutoAttack
@@ -80,15 +81,20 @@ def share(mask: torch.Tensor) -> float:
     return float(mask.double().mean())
 
 
-def still_correct(model, attack, x, y, robust: torch.Tensor, batch_size: int, device, label: str) -> torch.Tensor:
-    """robust & (model is right on attack(x)), attacking only the images still robust."""
-    out = robust.clone()
-    todo = torch.nonzero(robust).flatten()
-    for s in tqdm(list(batches(len(todo), batch_size)), desc=label, mininterval=2, leave=False):
-        i = todo[s]
-        adv = attack(x[i].to(device), y[i].to(device))
-        out[i] = predict(model, adv, device).cpu() == y[i]
-    return out
+def still_correct(model, attack, x, y, robust: torch.Tensor, batch_size: int, device, label: str,
+                  *stateful) -> torch.Tensor:
+    """robust & (model is right on attack(x)), attacking only the images still robust. One step of the
+    stage's checkpoint, named `label`: a rerun of a stopped evaluation reads it back (with the state of
+    `stateful`, e.g. AutoAttack's findings) instead of attacking again."""
+    def attacked() -> torch.Tensor:
+        out = robust.clone()
+        todo = torch.nonzero(robust).flatten()
+        for s in tqdm(list(batches(len(todo), batch_size)), desc=label, mininterval=2, leave=False):
+            i = todo[s]
+            adv = attack(x[i].to(device), y[i].to(device))
+            out[i] = predict(model, adv, device).cpu() == y[i]
+        return out
+    return checkpoints.current().step(label, attacked, *stateful)
 
 
 def seeded(seed: int, device):
@@ -231,7 +237,8 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
         for key, (name, attack) in zip(library.library.attacks_to_run, library.attacks()):
             before = robust
             robust = after(f"white-box AutoAttack {name}", still_correct(model, attack, x, y, robust, bs, device,
-                                                                         f"{label} AutoAttack {name}"))
+                                                                         f"{label} AutoAttack {name}",
+                                                                         library.findings))
             shares[key] = share(robust)
             if key == "square":  # the gradient-free attack, on the images every gradient attack left
                 square = (before, robust)
@@ -299,7 +306,8 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
     before = robust
     for name, attack in plus.attacks():
         robust = after(f"white-box AutoAttack plus {name}", still_correct(model, attack, x, y, robust, bs, device,
-                                                                          f"{label} AutoAttack plus {name}"))
+                                                                          f"{label} AutoAttack plus {name}",
+                                                                          plus.findings))
     sanity["autoattack_plus"] = {"what": what, **nested(before, robust, tolerated(len(y), tol["images"],
                                                                                   tol["share"]))}
     return robust, plus

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import checkpoints
 from ..io import atomic_path, provenance, save_model, write_json
 from ..models.lenet import Target
 from ..training import batches, load_split, predict, setup
@@ -24,7 +25,8 @@ def run(p, inp, out, dataset):
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(p["seed"])
     rows = []
-    for epoch in range(1, cfg["epochs"] + 1):
+    for epoch in checkpoints.epochs(cfg["epochs"], {"model": model, "opt": opt, "gen": gen}, rows,
+                                    f"{dataset} target"):
         model.train()
         order = torch.randperm(len(x_train), generator=gen)
         total, correct, seen = 0.0, 0, 0

@@ -1,0 +1,109 @@
+"""Long stages survive a kill: a stage killed mid-run resumes from its checkpoint to the same bytes as a
+run never stopped; a checkpoint of another state, or one that cannot be read, is never trusted."""
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from featdefense import checkpoints
+
+from .conftest import copy_project, set_param, sh
+
+# `featdefense ...` that SIGKILLs itself right after its stage saved its checkpoint for the n-th time
+# (argv[1]): the moment a machine dies, a scheduler kills or a node is preempted, at a known point.
+KILLED_AFTER = """
+import os, signal, sys
+from featdefense import checkpoints, cli
+save, left = checkpoints.Checkpoint.save, [int(sys.argv[1])]
+def save_then_die(self, name, value):
+    save(self, name, value)
+    left[0] -= 1
+    if left[0] == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoints.Checkpoint.save = save_then_die
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+STAGES = {  # stage instance -> (its command line, the saves after which it is killed)
+    "train_target@mnist": (["run", "train_target", "--dataset", "mnist"], 2),    # after its 2nd epoch of 4
+    "train_madry@mnist": (["run", "train_madry", "--dataset", "mnist"], 1),      # after its 1st epoch of 2
+    "attack@mnist-pgd": (["run", "attack", "--dataset", "mnist", "--attack", "pgd"], 2),  # mid train split
+    "evaluate_hgd@mnist": (["run", "evaluate_hgd", "--dataset", "mnist"], 4),    # mid cascade
+}
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def outputs(project: Path, instance: str) -> dict[str, str]:
+    from featdefense.pipeline import STAGES as GRAPH
+
+    name, _, values = instance.partition("@")
+    stage = GRAPH[name]
+    wildcards = dict(zip(stage.wildcards, values.split("-"))) if values else {}
+    return {p.format(**wildcards): md5(project / p.format(**wildcards)) for p in stage.made.values()}
+
+
+def killed(project: Path, instance: str) -> None:
+    """Run the instance's stage until its checkpoint has been saved n times, then SIGKILL it."""
+    argv, n = STAGES[instance]
+    result = sh(project, sys.executable, "-c", KILLED_AFTER, str(n), *argv, "--force", check=False)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert list((project / checkpoints.ROOT / instance).glob("*/*.pt")), "the killed run left no checkpoint"
+
+
+@pytest.mark.parametrize("instance", list(STAGES))
+def test_a_stage_killed_mid_run_resumes_to_the_bytes_of_a_run_never_stopped(snakemake_copy, instance):
+    if instance == "train_madry@mnist":  # two epochs, so that it can stop between them
+        set_param(snakemake_copy, "defences.madry.epochs", 2)
+        sh(snakemake_copy, "featdefense", "run", "train_madry", "--dataset", "mnist", "--force")
+    uninterrupted = outputs(snakemake_copy, instance)
+    for path in uninterrupted:
+        (snakemake_copy / path).unlink()
+    killed(snakemake_copy, instance)
+    assert not all((snakemake_copy / p).exists() for p in uninterrupted), "a killed run left its outputs"
+
+    resumed = sh(snakemake_copy, "featdefense", *STAGES[instance][0], "--force")
+    assert "resuming from its checkpoint" in resumed.stderr
+    assert outputs(snakemake_copy, instance) == uninterrupted
+    assert not (snakemake_copy / checkpoints.ROOT / instance).exists(), "the checkpoint outlived its stage"
+
+
+def test_a_training_stage_says_where_it_resumed(snakemake_copy):
+    killed(snakemake_copy, "train_target@mnist")
+    resumed = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")
+    assert "mnist target: resumed after epoch 2 of 4" in resumed.stderr
+
+
+def test_a_checkpoint_of_other_params_is_ignored(snakemake_copy):
+    killed(snakemake_copy, "train_target@mnist")
+    old = list((snakemake_copy / checkpoints.ROOT / "train_target@mnist").iterdir())
+    set_param(snakemake_copy, "target.lr", 0.002)
+    rerun = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")
+    assert "from other code, inputs or params" in rerun.stderr and "resumed" not in rerun.stderr
+    assert not any(p.exists() for p in old)
+    again = outputs(snakemake_copy, "train_target@mnist")
+    sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")  # never stopped
+    assert outputs(snakemake_copy, "train_target@mnist") == again
+
+
+def test_a_corrupt_checkpoint_is_reported_and_never_trusted(snakemake_copy):
+    uninterrupted = outputs(snakemake_copy, "train_target@mnist")
+    killed(snakemake_copy, "train_target@mnist")
+    for piece in (snakemake_copy / checkpoints.ROOT / "train_target@mnist").glob("*/*.pt"):
+        piece.write_bytes(piece.read_bytes()[:100])
+    rerun = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")
+    assert "cannot be read" in rerun.stderr and "resumed after" not in rerun.stderr
+    assert outputs(snakemake_copy, "train_target@mnist") == uninterrupted
+
+
+def test_a_step_named_twice_is_refused(tmp_path):
+    ck = checkpoints.Checkpoint(tmp_path, "test")
+    assert ck.step("a", lambda: 1) == 1
+    with pytest.raises(ValueError, match="named twice"):
+        ck.step("a", lambda: 2)
