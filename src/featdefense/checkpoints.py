@@ -73,10 +73,11 @@ class Checkpoint:
         of `stateful` (a torch.Generator, or anything with get_state/set_state) and the global random
         generators are left as compute() left them. What compute returns must be tensors, numbers, strings
         and lists or dicts of them. Each name once per run: a piece is found by its name."""
-        if self.directory is not None:
-            if name in self.named:
-                raise ValueError(f"checkpoint step {name!r} named twice in one run")
-            self.named.add(name)
+        if self.directory is None:
+            return compute()
+        if name in self.named:
+            raise ValueError(f"checkpoint step {name!r} named twice in one run")
+        self.named.add(name)
         saved = self.load(name)
         if saved is not None:
             for obj, state in zip(stateful, saved["states"]):
@@ -122,6 +123,9 @@ def opened(instance: str, state_key: str, root: Path = ROOT) -> Iterator[Checkpo
         yield ck
     finally:
         _current.reset(token)
+    if ck.resumed:
+        log.info("%s: %d piece(s) of its work read back from its checkpoint, the rest computed", instance,
+                 len(ck.resumed))
     shutil.rmtree(directory, ignore_errors=True)
     with contextlib.suppress(OSError):
         (root / instance).rmdir()

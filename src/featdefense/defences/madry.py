@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..attacks import PGD
 from .. import checkpoints
+from ..attacks import PGD
 from ..io import atomic_path, provenance, save_model
 from ..models.lenet import Target
 from ..training import batches, load_module, load_split, predict, setup, subset
