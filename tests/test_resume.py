@@ -11,7 +11,7 @@ import pytest
 
 from featdefense import checkpoints
 
-from .conftest import copy_project, set_param, sh
+from .conftest import set_param, sh
 
 # `featdefense ...` that SIGKILLs itself right after its stage saved its checkpoint for the n-th time
 # (argv[1]): the moment a machine dies, a scheduler kills or a node is preempted, at a known point.

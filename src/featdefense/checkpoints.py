@@ -70,7 +70,7 @@ class Checkpoint:
 
     def step(self, name: str, compute: Callable[[], Any], *stateful) -> Any:
         """compute(), or what it returned in a stopped run of the same state (saved when it returned). Each
-        of `stateful` (a torch.Generator, or anything with get_state/set_state) and the global random
+        of `stateful` (a generator, module or optimiser, or anything with get_state/set_state) and the global random
         generators are left as compute() left them. What compute returns must be tensors, numbers, strings
         and lists or dicts of them. Each name once per run: a piece is found by its name."""
         if self.directory is None:
@@ -79,14 +79,12 @@ class Checkpoint:
             raise ValueError(f"checkpoint step {name!r} named twice in one run")
         self.named.add(name)
         saved = self.load(name)
+        objects = dict(enumerate(stateful))
         if saved is not None:
-            for obj, state in zip(stateful, saved["states"]):
-                obj.set_state(state)
-            _set_global_generators(saved["global"])
+            restore(objects, saved)
             return saved["value"]
         value = compute()
-        self.save(name, {"value": value, "states": [obj.get_state() for obj in stateful],
-                         "global": _global_generators()})
+        self.save(name, {"value": value, **snapshot(objects)})
         return value
 
 
@@ -134,9 +132,9 @@ def opened(instance: str, state_key: str, root: Path = ROOT) -> Iterator[Checkpo
 # -- the state of a training loop -----------------------------------------------------------------
 
 def _global_generators() -> dict:
-    np_state = np.random.get_state()
-    states = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-              "python_gauss": random.getstate()[2], "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+    np_state, py_state = np.random.get_state(), random.getstate()
+    states = {"torch": torch.get_rng_state(), "python": list(py_state[1]),
+              "python_gauss": py_state[2], "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
               "numpy_pos": int(np_state[2]), "numpy_gauss": [int(np_state[3]), float(np_state[4])]}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -151,21 +149,26 @@ def _set_global_generators(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+def _state_of(obj: Any):
+    """A generator's state, or a module's or optimiser's state dict."""
+    return obj.get_state() if hasattr(obj, "get_state") else obj.state_dict()
+
+
+def _set_state(obj: Any, state) -> None:
+    if hasattr(obj, "set_state"):
+        obj.set_state(state)
+    else:
+        obj.load_state_dict(state)
+
+
 def snapshot(objects: dict[str, Any]) -> dict:
     """The state of each module, optimiser and generator, and of the global random generators."""
-    states = {}
-    for name, obj in objects.items():
-        states[name] = obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
-    return {"objects": states, "global": _global_generators()}
+    return {"objects": {name: _state_of(obj) for name, obj in objects.items()}, "global": _global_generators()}
 
 
 def restore(objects: dict[str, Any], saved: dict) -> None:
     for name, obj in objects.items():
-        state = saved["objects"][name]
-        if isinstance(obj, torch.Generator):
-            obj.set_state(state)
-        else:
-            obj.load_state_dict(state)
+        _set_state(obj, saved["objects"][name])
     _set_global_generators(saved["global"])
 
 

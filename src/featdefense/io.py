@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -107,14 +108,18 @@ ISA_PINS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTION
 def processor() -> dict:
     """What float results on a CPU depend on besides the software: the processor, the instruction set
     PyTorch's kernels use (ATen's CPU capability), the BLAS, and any variable pinning an instruction set."""
+    pins = {k: os.environ[k] for k in ISA_PINS if k in os.environ}
+    return {**_processor(), **({"isa_pins": pins} if pins else {})}
+
+
+@functools.lru_cache(maxsize=1)
+def _processor() -> dict:
+    """The part of processor() fixed for a process (each saved file's provenance asks for it)."""
     import torch
 
-    cpu = platform_cpu()
     blas = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
-    found = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-             "blas": blas.group(1) if blas else "unknown"}
-    pins = {k: os.environ[k] for k in ISA_PINS if k in os.environ}
-    return {**found, **({"isa_pins": pins} if pins else {})}
+    return {"cpu": platform_cpu(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "blas": blas.group(1) if blas else "unknown"}
 
 
 def platform_cpu() -> str:

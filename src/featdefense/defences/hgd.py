@@ -4,10 +4,10 @@ A small U-Net (two 2x down-samplings, skip connections) predicts the adversarial
 image is x - noise, clipped to [0, 1]. In training the clip passes the gradient on as if it were not
 there: a clip's zero gradient let training on grayscale CIFAR-10 settle on a constant image (10% clean
 accuracy) that no gradient could leave. Evaluated (eval mode), it is the plain clip, the function an
-attacker differentiates. It learns from the same adversarial train
-examples as our denoiser and, with `train_on: [clean, ...]`, from their clean images as well (a denoiser
-must leave those as they are), with the LGD loss ||f(x) - f(x_d)||_1 between the frozen target's logits on
-the clean image x and on the denoised image x_d.
+attacker differentiates. It learns from the same adversarial train examples as our denoiser and, with
+`train_on: [clean, ...]`, from their clean images as well (a denoiser must leave those as they are), with
+the LGD loss ||f(x) - f(x_d)||_1 between the frozen target's logits on the clean image x and on the
+denoised image x_d.
 """
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def train(p, inp, out, dataset):
     x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"] if a != "clean"})
     if "clean" in cfg["train_on"]:  # each clean image once, its own target
         keep = np.unique(index)
-        x_adv, index = torch.cat([x_adv, load_split(inp["prepared"], "train", keep)[0]]), np.concatenate([index, keep])
+        x_adv = torch.cat([x_adv, load_split(inp["prepared"], "train", keep)[0]])
+        index = np.concatenate([index, keep])
     x_clean, _ = load_split(inp["prepared"], "train", index)
     model = UNet(cfg["width"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
