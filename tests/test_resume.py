@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from featdefense import checkpoints
+from featdefense.cli import STOPPED
+from featdefense.pipeline import STOP_SIGNAL
 
 from .conftest import set_param, sh
 
@@ -27,6 +29,10 @@ def save_then_die(self, name, value):
 checkpoints.Checkpoint.save = save_then_die
 sys.exit(cli.main(sys.argv[2:]))
 """
+
+# `featdefense ...` that sends itself the scheduler's warning signal right after its n-th save (argv[1]):
+# SLURM's --signal before a job's time limit (resources.warn_before_limit), at a known point
+SIGNALLED_AFTER = KILLED_AFTER.replace("signal.SIGKILL", "signal.SIG" + STOP_SIGNAL)
 
 STAGES = {  # stage instance -> (its command line, the saves after which it is killed)
     "train_target@mnist": (["run", "train_target", "--dataset", "mnist"], 2),    # after its 2nd epoch of 4
@@ -78,6 +84,18 @@ def test_a_training_stage_says_where_it_resumed(snakemake_copy):
     killed(snakemake_copy, "train_target@mnist")
     resumed = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")
     assert "mnist target: resumed after epoch 2 of 4" in resumed.stderr
+
+
+def test_the_schedulers_warning_stops_a_stage_at_its_next_save_and_the_rerun_resumes(snakemake_copy):
+    uninterrupted = outputs(snakemake_copy, "train_target@mnist")
+    argv = ["run", "train_target", "--dataset", "mnist", "--force"]
+    stopped = sh(snakemake_copy, sys.executable, "-c", SIGNALLED_AFTER, "1", *argv, check=False)
+    assert stopped.returncode == STOPPED, stopped.stderr  # the signal came after epoch 1: it stops after epoch 2
+    assert f"stopped on SIG{STOP_SIGNAL} with 'epochs' saved" in stopped.stderr, stopped.stderr
+    assert not any((snakemake_copy / p).exists() for p in uninterrupted), "a stopped stage wrote outputs"
+    resumed = sh(snakemake_copy, "featdefense", *argv)
+    assert "mnist target: resumed after epoch 2 of 4" in resumed.stderr
+    assert outputs(snakemake_copy, "train_target@mnist") == uninterrupted
 
 
 def test_a_checkpoint_of_other_params_is_ignored(snakemake_copy):

@@ -11,6 +11,10 @@ Files live under .featdefense/checkpoints/<instance>/<key>/, each written atomic
 while saving leaves the previous checkpoint). A checkpoint of any other state is removed unread, one that
 cannot be read is reported and ignored, and the whole directory goes once the stage's outputs are written.
 Outside `featdefense run` (a test or script calling a stage's function) checkpoints are off.
+
+A stop can be asked for (`ask_to_stop`, the handler `featdefense run` installs for the signal SLURM sends
+before a job's time limit, pipeline.STOP_SIGNAL): the stage then stops at its next save, once that piece
+is written, by raising `Stopped`; its checkpoint stays for the next run.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import json
 import logging
 import random
 import shutil
+import signal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,6 +37,17 @@ from .io import atomic_path
 
 log = logging.getLogger(__name__)
 ROOT = Path(".featdefense/checkpoints")
+_stop: list[str] = []  # the signal that asked the stage to stop, once one did
+
+
+class Stopped(Exception):
+    """A stop was asked for and the stage's progress so far is saved: a rerun resumes from it."""
+
+
+def ask_to_stop(signum: int, _frame=None) -> None:
+    """A signal handler: stop at the next save (the piece is written first)."""
+    log.warning("%s received: stopping once the piece of work in progress is saved", signal.Signals(signum).name)
+    _stop.append(signal.Signals(signum).name)
 
 
 class Checkpoint:
@@ -67,6 +83,9 @@ class Checkpoint:
         torch.save({"name": name, "value": value}, buffer)
         with atomic_path(self._path(name)) as tmp:
             tmp.write_bytes(buffer.getvalue())
+        if _stop:
+            raise Stopped(f"{self.label}: stopped on {_stop[0]} with {name!r} saved in its checkpoint "
+                          f"{self.directory}; run the stage again to resume from it")
 
     def step(self, name: str, compute: Callable[[], Any], *stateful) -> Any:
         """compute(), or what it returned in a stopped run of the same state (saved when it returned). Each

@@ -5,6 +5,7 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -14,9 +15,10 @@ import yaml
 
 from . import FeatdefenseError, audit, checkpoints, params as params_mod, runs
 from .io import environment
-from .pipeline import STAGES, WILDCARD_VALUES, dvc_yaml
+from .pipeline import STAGES, STOP_SIGNAL, WILDCARD_VALUES, dvc_yaml
 
 log = logging.getLogger("featdefense")
+STOPPED = 75  # the exit status of a stage stopped on request with its checkpoint saved (EX_TEMPFAIL)
 TIMINGS = Path("logs/timings.jsonl")  # wall-clock per stage: never a DVC dependency or output
 
 
@@ -39,7 +41,9 @@ def run_stage(name: str, wildcards: dict[str, str], params_path: str, force: boo
     else:
         module, function = stage.function.split(":")
         compute = getattr(importlib.import_module(module), function)
-        # its progress so far, if a run of this same state was stopped (removed once the record is written)
+        # its progress so far, if a run of this same state was stopped (removed once the record is written);
+        # the signal a scheduler sends before a job's time limit stops it at its next save
+        signal.signal(getattr(signal, f"SIG{STOP_SIGNAL}"), checkpoints.ask_to_stop)
         with checkpoints.opened(label, checkpoints.key(state, environment(p.get("device")))):
             with audit.recording(label):  # only where FEATDEFENSE_AUDIT asks (the tests)
                 compute(p, inp, out, **wildcards, **stage.fixed)
@@ -170,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2
+    except checkpoints.Stopped as e:
+        print(f"featdefense: {e}", file=sys.stderr)
+        return STOPPED
     except Exception as e:
         if type(e).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
             raise

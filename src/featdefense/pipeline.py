@@ -18,6 +18,9 @@ from .defences import DEFENCES, Defence
 
 WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACK_NAMES)}
 PKG = "src/featdefense"
+# the signal a scheduler sends a job before its time limit (resources.warn_before_limit): `featdefense run`
+# saves what it is doing in its checkpoint and stops (checkpoints.ask_to_stop); the next job resumes it
+STOP_SIGNAL = "USR1"
 
 PREPARED = "data/prepared/{dataset}.h5"
 TARGET = "data/models/{dataset}/target.pt"
@@ -263,9 +266,11 @@ def job_resources(stage: Stage, params: dict) -> dict:
     makes them sbatch's --mem, --time and --gpus): params `resources`, under the stage's own entry there.
     A GPU only for a stage that runs on the device (reads `device`), and only when params ask for CUDA."""
     r = params["resources"]
-    own = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpus": r["gpus"], **r["stages"].get(stage.name, {})}
+    own = {k: r[k] for k in ("mem_mb", "runtime", "gpus", "warn_before_limit")} | r["stages"].get(stage.name, {})
     gpu = {"gpu": own["gpus"]} if "device" in stage.params and params["device"] == "cuda" and own["gpus"] else {}
-    return {"mem_mb": own["mem_mb"], "runtime": own["runtime"], **gpu}
+    # SLURM's warning before the time limit (sbatch --signal): `featdefense run` saves and stops on it
+    warn = {"slurm_extra": f"--signal={STOP_SIGNAL}@{own['warn_before_limit']}"} if own["warn_before_limit"] else {}
+    return {"mem_mb": own["mem_mb"], "runtime": own["runtime"], **gpu, **warn}
 
 
 # -- dvc.yaml -----------------------------------------------------------------------------------------
