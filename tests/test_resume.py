@@ -88,6 +88,8 @@ def test_a_training_stage_says_where_it_resumed(snakemake_copy):
 
 def test_the_schedulers_warning_stops_a_stage_at_its_next_save_and_the_rerun_resumes(snakemake_copy):
     uninterrupted = outputs(snakemake_copy, "train_target@mnist")
+    for path in uninterrupted:
+        (snakemake_copy / path).unlink()
     argv = ["run", "train_target", "--dataset", "mnist", "--force"]
     stopped = sh(snakemake_copy, sys.executable, "-c", SIGNALLED_AFTER, "1", *argv, check=False)
     assert stopped.returncode == STOPPED, stopped.stderr  # the signal came after epoch 1: it stops after epoch 2

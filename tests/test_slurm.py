@@ -12,16 +12,18 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from featdefense.cli import STOPPED
 from featdefense.io import read_dvc_lock
-from featdefense.pipeline import STAGES
+from featdefense.pipeline import STAGES, STOP_SIGNAL
 
-from .conftest import ROOT, env_for, make_project, process_in, sh
+from .conftest import ROOT, env_for, make_project, process_in, set_param, sh
 from .test_pipeline import MNIST_CHAIN as CHAIN
 from .truth import check_engines_agree, check_lock_tells_the_truth, snakemake_jobs
 
@@ -132,3 +134,58 @@ def test_slurm_run_killed_mid_stage_then_rerun_matches_the_local_build(cluster, 
     sh(project, "dvc", "remote", "modify", "local", "url", str(tmp_path / "remote"))
     sh(project, "dvc", "push")
     assert "in sync" in sh(project, "dvc", "status", "--cloud").stdout
+
+
+# `featdefense` as a job runs it, but waiting argv[1] seconds after each checkpoint save: the tiny
+# train_target (4 epochs) then outlasts a one-minute time limit with the same bytes. Each run appends its
+# exit status to $ATTEMPTS.
+SLOW_SAVES = """
+import os, sys, time
+from featdefense import checkpoints, cli
+save = checkpoints.Checkpoint.save
+def save_then_wait(self, name, value):
+    save(self, name, value)
+    time.sleep(float(sys.argv[1]))
+checkpoints.Checkpoint.save = save_then_wait
+status = cli.main(sys.argv[2:])
+with open(os.environ["ATTEMPTS"], "a") as f:
+    f.write(f"{status}\\n")
+sys.exit(status)
+"""
+
+
+def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_resumes(cluster, builds, tmp_path):
+    project = make_project(tmp_path / "project", builds.raw)
+    shim = tmp_path / "bin" / "featdefense"
+    shim.parent.mkdir()
+    (tmp_path / "slow.py").write_text(SLOW_SAVES)
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {tmp_path / "slow.py"} 18 "$@"\n')
+    shim.chmod(0o755)
+    attempts = tmp_path / "attempts.txt"
+    env = {**env_for(project), **cluster, "ATTEMPTS": str(attempts)}
+    env["PATH"] = f"{shim.parent}{os.pathsep}{env['PATH']}"
+    target = STAGES["train_target"].made["target"].format(dataset="mnist")
+    prepared = STAGES["prepare"].made["prepared"].format(dataset="mnist")
+    assert subprocess.run(["snakemake", "--cores", "1", prepared], cwd=project, env=env_for(project),
+                          capture_output=True).returncode == 0
+    # a one-minute limit for a stage of four 18-s epochs, SLURM's warning 50 s before it
+    set_param(project, "resources.stages", {"train_target": {"runtime": 1, "warn_before_limit": 50}})
+
+    with open(tmp_path / "run.log", "w") as log:
+        assert subprocess.run(SLURM_RUN + ["--retries", "4", "--verbose", target], cwd=project, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode == 0, \
+            (tmp_path / "run.log").read_text()[-3000:]
+    calls = re.findall(r"^sbatch call: (sbatch .*)$", (tmp_path / "run.log").read_text(), flags=re.M)
+    assert calls and all(" -t 1 " in c and f"--signal={STOP_SIGNAL}@50" in c for c in calls), calls
+    # each job that did not finish stopped itself on the warning, with its checkpoint saved
+    statuses = attempts.read_text().split()
+    assert len(statuses) >= 2 and set(statuses[:-1]) == {str(STOPPED)} and statuses[-1] == "0", statuses
+    jobs = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %T %k"], env=env,
+                          capture_output=True, text=True, check=True).stdout
+    assert len(re.findall(r"^\d+ FAILED rule_train_target", jobs, flags=re.M)) == len(statuses) - 1, jobs
+    log = (project / "logs/train_target/mnist.log").read_text()  # the last job's
+    assert "resuming from its checkpoint" in log and re.search(r"resumed after epoch \d of 4", log), log
+    # and it made what the local build made, and left no checkpoint
+    local = builds.wait()["snakemake"]
+    assert (project / target).read_bytes() == (local / target).read_bytes()
+    assert not (project / ".featdefense/checkpoints/train_target@mnist").exists()
