@@ -445,3 +445,18 @@ def test_a_cache_outside_the_repository_is_where_restores_and_lineage_look(snake
         (snakemake_copy / made).unlink()  # not in the workspace: only the cache has what made it
     tree = json.loads(sh(snakemake_copy, "featdefense", "lineage", "data/models/mnist/denoiser.pt", "--json").stdout)
     assert tree["artifact"]["environment"]["torch"] == str(torch.__version__)
+
+
+def test_seeds_run_again_replace_their_experiments_and_summarise_the_same(snakemake_copy):
+    project = snakemake_copy
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "built")
+    seeds = ["featdefense", "seeds", "--seeds", "0", "1", "--dataset", "mnist"]
+    sh(project, *seeds)
+    summary = (project / "data/seeds/mnist.md").read_text()
+    assert "seed-1-mnist" in sh(project, "dvc", "exp", "list", "--name-only").stdout
+    since = timing_lines(project)
+    again = sh(project, *seeds)  # DVC refuses an experiment name twice: the second run replaces them
+    assert "experiment seed-1-mnist exists: replaced" in again.stdout
+    assert computed(project, since) == set()  # every seed's outputs restored from the run records
+    assert (project / "data/seeds/mnist.md").read_text() == summary

@@ -19,8 +19,10 @@ from .defences import DEFENCES, Defence
 WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACK_NAMES)}
 PKG = "src/featdefense"
 # the signal a scheduler sends a job before its time limit (resources.warn_before_limit): `featdefense run`
-# saves what it is doing in its checkpoint and stops (checkpoints.ask_to_stop); the next job resumes it
-STOP_SIGNAL = "USR1"
+# saves what it is doing in its checkpoint and stops (checkpoints.ask_to_stop); the next job resumes it.
+# SLURM signals every process of the job's step, Snakemake's own among them: URG is one whose default
+# action is to be ignored (USR1's is to terminate), so they live on and pass the stage's exit status back.
+STOP_SIGNAL = "URG"
 
 PREPARED = "data/prepared/{dataset}.h5"
 TARGET = "data/models/{dataset}/target.pt"

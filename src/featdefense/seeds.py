@@ -97,13 +97,24 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
 DVC_EXP_RUN = ["dvc", "--wait-for-lock", "exp", "run"]  # waits for another DVC command instead of failing
 
 
+def exp_run(seed: int, name: str, dataset: str) -> None:
+    """`dvc exp run` of report@<dataset> at this seed as experiment `name`, replacing an experiment of that
+    name made before (DVC refuses a name twice): a second `featdefense seeds` reruns safely, and what it
+    recomputes is only what changed (the rest is restored from the run records)."""
+    names = subprocess.run(["dvc", "exp", "list", "--name-only"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    if name in names:
+        print(f"featdefense seeds: experiment {name} exists: replaced", flush=True)
+        subprocess.run(["dvc", "exp", "remove", name], check=True, capture_output=True)
+    subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", name, f"report@{dataset}"], check=True)
+
+
 def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Path:
     own = params_mod.load(params_path)["seed"]
     found: dict[int, dict[str, dict]] = {}
     for seed in seeds:
         print(f"featdefense seeds: seed {seed} (dvc exp run, report@{dataset})", flush=True)
-        subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", f"seed-{seed}-{dataset}",
-                                      f"report@{dataset}"], check=True)
+        exp_run(seed, f"seed-{seed}-{dataset}", dataset)
         found[seed] = {}
         for name in DEFENCES:  # in the report's order
             m = json.loads(Path(f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
@@ -115,7 +126,6 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Pat
     write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images) + "Each seed's params, dvc.lock and "
                "metrics: `dvc exp show`, the experiments named seed-<k>-<dataset>.\n")
     # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
-    subprocess.run(DVC_EXP_RUN + ["-S", f"seed={own}", "--name", f"seed-{own}-{dataset}-restored",
-                                  f"report@{dataset}"], check=True)
+    exp_run(own, f"seed-{own}-{dataset}-restored", dataset)
     print((OUT / f"{dataset}.md").read_text())
     return OUT / f"{dataset}.md"
