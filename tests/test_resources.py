@@ -6,7 +6,7 @@ import pytest
 
 from featdefense import runs
 from featdefense.params import ParamsError, merge, validate
-from featdefense.pipeline import STAGES, job_resources, job_threads
+from featdefense.pipeline import STAGES, STOP_SIGNAL, job_resources, job_threads
 
 from .conftest import PAPER, make_project, set_param, sh
 
@@ -14,9 +14,13 @@ CUDA = merge(PAPER, {"device": "cuda"})
 
 
 def test_a_job_asks_for_what_params_say_and_a_gpu_only_where_its_stage_runs_on_cuda():
-    assert job_resources(STAGES["train_denoiser"], CUDA) == {"mem_mb": 16000, "runtime": 720, "gpu": 1}
-    assert job_resources(STAGES["attack"], CUDA) == {"mem_mb": 8000, "runtime": 360, "gpu": 1}
-    assert job_resources(STAGES["download"], CUDA) == {"mem_mb": 8000, "runtime": 120}  # reads no device
+    warn = {"slurm_extra": f"--signal={STOP_SIGNAL}@600"}  # SLURM's warning 10 minutes before the limit
+    assert job_resources(STAGES["train_denoiser"], CUDA) == {"mem_mb": 16000, "runtime": 720, "gpu": 1, **warn}
+    assert job_resources(STAGES["attack"], CUDA) == {"mem_mb": 8000, "runtime": 360, "gpu": 1, **warn}
+    assert job_resources(STAGES["download"], CUDA) == {"mem_mb": 8000, "runtime": 120, **warn}  # reads no device
+    unwarned = merge(PAPER, {"resources": {"warn_before_limit": None, "stages": {"attack": {"warn_before_limit": 60}}}})
+    assert "slurm_extra" not in job_resources(STAGES["download"], unwarned)
+    assert job_resources(STAGES["attack"], unwarned)["slurm_extra"] == f"--signal={STOP_SIGNAL}@60"
     for device in ("auto", "cpu"):
         assert "gpu" not in job_resources(STAGES["train_denoiser"], merge(PAPER, {"device": device}))
     no_gpus = merge(CUDA, {"resources": {"stages": {"train_hgd": {"gpus": 0}}}})
@@ -26,7 +30,7 @@ def test_a_job_asks_for_what_params_say_and_a_gpu_only_where_its_stage_runs_on_c
 
 
 def test_resources_are_no_stage_param():
-    changed = merge(PAPER, {"resources": {"mem_mb": 1, "runtime": 1, "gpus": 4,
+    changed = merge(PAPER, {"resources": {"mem_mb": 1, "runtime": 1, "gpus": 4, "warn_before_limit": 5,
                                           "stages": {"attack": {"runtime": 9}}}})
     for stage, w in runs.instances():
         assert runs.state(stage, w, changed, deps=False) == runs.state(stage, w, PAPER, deps=False)
@@ -49,11 +53,12 @@ def test_snakemake_gives_each_rule_its_resources(tmp_path, raw_fixtures):
     project = make_project(tmp_path / "project", raw_fixtures)
     set_param(project, "device", "cuda")
     jobs = dry_run_resources(project)  # the tiny configuration: 1000 MB, 10 minutes, no GPU
-    assert {"mem_mb=1000", "runtime=10"} <= jobs["train_denoiser"]
+    assert {"mem_mb=1000", "runtime=10", f"slurm_extra=--signal={STOP_SIGNAL}@600"} <= jobs["train_denoiser"]
     assert not any("gpu" in r for r in jobs["train_denoiser"])
-    set_param(project, "resources",
-              {"mem_mb": 1000, "runtime": 10, "gpus": 1, "stages": {"train_denoiser": {"runtime": 99}}})
+    set_param(project, "resources", {"mem_mb": 1000, "runtime": 10, "gpus": 1, "warn_before_limit": None,
+                                      "stages": {"train_denoiser": {"runtime": 99}}})
     jobs = dry_run_resources(project)
     assert {"gpu=1", "runtime=99", "mem_mb=1000"} <= jobs["train_denoiser"]
     assert {"gpu=1", "runtime=10"} <= jobs["attack"]
     assert "runtime=10" in jobs["download"] and not any("gpu" in r for r in jobs["download"])
+    assert not any("slurm_extra" in r for r in jobs["download"])  # warn_before_limit: null
