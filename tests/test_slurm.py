@@ -189,6 +189,11 @@ def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_
     states = [state[j] for j in re.findall(r"submitted with SLURM jobid (\d+)", run_log)]  # this run's, in order
     assert states[-1] == "COMPLETED" and states.count("FAILED") == len(statuses) - 1, jobs
     assert set(states[:-1]) <= {"FAILED", "TIMEOUT"}, jobs
+    # Snakemake's own process in a stopped job outlived the signal and reported the stage's failure
+    for job in (j for j, s in zip(re.findall(r"submitted with SLURM jobid (\d+)", run_log), states) if s == "FAILED"):
+        said = (project / f".snakemake/slurm_logs/rule_train_target/mnist/{job}.log").read_text()
+        assert "(command exited with non-zero exit code)" in said, said[-2000:]
+        assert re.search(r"srun: error: .*task 0: Exited with exit code", said), said[-2000:]  # not a signal
     log = (project / "logs/train_target/mnist.log").read_text()  # the last job's
     assert "resuming from its checkpoint" in log and re.search(r"resumed after epoch \d of 4", log), log
     # and it made what the local build made, and left no checkpoint
