@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from featdefense import checkpoints
 from featdefense.cli import STOPPED
 from featdefense.io import read_dvc_lock
 from featdefense.pipeline import STAGES, STOP_SIGNAL
@@ -182,15 +183,16 @@ def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_
     # a job that did not finish stopped its stage on the warning, with the checkpoint saved (its status, and
     # so the job FAILED), or was killed at the limit where the warning came before the stage could hear it
     statuses = attempts.read_text().split()
-    assert str(STOPPED) in statuses and statuses[-1] == "0" and set(statuses[:-1]) == {str(STOPPED)}, statuses
+    assert statuses[-1] == "0" and set(statuses[:-1]) == {str(STOPPED)}, statuses  # at least one stop
     jobs = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %T %k"], env=env,
                           capture_output=True, text=True, check=True).stdout
     state = dict(re.findall(r"^(\d+) (\w+) ", jobs, flags=re.M))
-    states = [state[j] for j in re.findall(r"submitted with SLURM jobid (\d+)", run_log)]  # this run's, in order
+    job_ids = re.findall(r"submitted with SLURM jobid (\d+)", run_log)  # this run's, in order
+    states = [state[j] for j in job_ids]
     assert states[-1] == "COMPLETED" and states.count("FAILED") == len(statuses) - 1, jobs
     assert set(states[:-1]) <= {"FAILED", "TIMEOUT"}, jobs
     # Snakemake's own process in a stopped job outlived the signal and reported the stage's failure
-    for job in (j for j, s in zip(re.findall(r"submitted with SLURM jobid (\d+)", run_log), states) if s == "FAILED"):
+    for job in (j for j, s in zip(job_ids, states) if s == "FAILED"):
         said = (project / f".snakemake/slurm_logs/rule_train_target/mnist/{job}.log").read_text()
         assert "(command exited with non-zero exit code)" in said, said[-2000:]
         assert re.search(r"srun: error: .*task 0: Exited with exit code", said), said[-2000:]  # not a signal
@@ -199,4 +201,4 @@ def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_
     # and it made what the local build made, and left no checkpoint
     local = builds.wait()["snakemake"]
     assert (project / target).read_bytes() == (local / target).read_bytes()
-    assert not (project / ".featdefense/checkpoints/train_target@mnist").exists()
+    assert not (project / checkpoints.ROOT / "train_target@mnist").exists()
