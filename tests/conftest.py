@@ -33,7 +33,8 @@ RUN_STATE = ("dvc.lock", "params.yaml")
 # The tiny configuration: every stage runs in seconds on the fixtures.
 TINY = {
     "threads": 1,  # two stages at once on 2 cores
-    "resources": {"mem_mb": 1000, "runtime": 10, "gpus": 0, "stages": {}},  # what a SLURM job asks for
+    # what a SLURM job asks for; its warning a minute before the limit (the default 600 s is all of it)
+    "resources": {"mem_mb": 1000, "runtime": 10, "gpus": 0, "warn_before_limit": 60, "stages": {}},
     "target": {"epochs": 4, "batch_size": 32},
     "attack": {"train_size": None, "test_size": None, "batch_size": 64, "pgd": {"steps": 10}},
     "loss_net": {"weights": "random"},

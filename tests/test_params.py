@@ -52,6 +52,9 @@ def test_committed_params_are_the_papers_recipe():
     ("whitebox.autoattack.iterations", 0, ["whitebox.autoattack.iterations", "0"]),
     ("whitebox.autoattack.version", "fast", ["whitebox.autoattack.version", "fast", "standard"]),
     ("sanity.unbounded_max_accuracy", 2, ["sanity.unbounded_max_accuracy", "2"]),
+    ("resources.warn_before_limit", 7200, ["resources.warn_before_limit", "7200", "runtime of 120 min"]),
+    ("resources.stages", {"attack": {"runtime": 10}},
+     ["resources.stages.attack.warn_before_limit", "600", "runtime of 10 min"]),
 ])
 def test_bad_values_are_named_with_what_is_allowed(dotted, value, words):
     with pytest.raises(ParamsError) as err:

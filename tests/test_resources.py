@@ -52,8 +52,8 @@ def dry_run_resources(project) -> dict[str, set[str]]:
 def test_snakemake_gives_each_rule_its_resources(tmp_path, raw_fixtures):
     project = make_project(tmp_path / "project", raw_fixtures)
     set_param(project, "device", "cuda")
-    jobs = dry_run_resources(project)  # the tiny configuration: 1000 MB, 10 minutes, no GPU
-    assert {"mem_mb=1000", "runtime=10", f"slurm_extra=--signal={STOP_SIGNAL}@600"} <= jobs["train_denoiser"]
+    jobs = dry_run_resources(project)  # the tiny configuration: 1000 MB, 10 minutes, no GPU, warned at 60 s
+    assert {"mem_mb=1000", "runtime=10", f"slurm_extra=--signal={STOP_SIGNAL}@60"} <= jobs["train_denoiser"]
     assert not any("gpu" in r for r in jobs["train_denoiser"])
     set_param(project, "resources", {"mem_mb": 1000, "runtime": 10, "gpus": 1, "warn_before_limit": None,
                                       "stages": {"train_denoiser": {"runtime": 99}}})

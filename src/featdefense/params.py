@@ -80,6 +80,12 @@ def _semantic_errors(p: dict) -> list[str]:
     if madry and madry["ramp_epochs"] > madry["epochs"]:
         errors.append(f"defences.madry.ramp_epochs: {madry['ramp_epochs']} is more than defences.madry.epochs "
                       f"{madry['epochs']}: training would end below its epsilon; allowed: 0 <= ramp_epochs <= epochs")
+    r = p["resources"]
+    for where, job in [("resources", r)] + [(f"resources.stages.{n}", {**r, **own}) for n, own in r["stages"].items()]:
+        if job["warn_before_limit"] and job["warn_before_limit"] >= 60 * job["runtime"]:
+            errors.append(f"{where}.warn_before_limit: {job['warn_before_limit']} s is not less than its runtime of "
+                          f"{job['runtime']} min: SLURM would warn the job as it starts and the stage would stop "
+                          "at its first save; allowed: fewer seconds than runtime x 60, or null")
     fl = p["feature_loss"]
     if not fl["layers"] and not fl["pixel"]:
         errors.append("feature_loss: no layers and pixel: false leaves an empty loss; "
