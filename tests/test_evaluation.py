@@ -155,7 +155,9 @@ def _agree_with_counts(sanity: dict, cascade: dict) -> None:
 
 def test_checks_pass_on_the_plain_target_where_their_premise_holds(target):
     x, y = _templates(100, seed=2)
-    robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03), _grey(target, target, x, y, 0.03))
+    # PGD-40: at 20 steps the convergence check broke 3 of the 81 images left on an Intel Xeon (it passed on the AMD EPYC
+    # this test was written on): the premise "converged" must hold on any processor, not on one set of bytes
+    robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03, steps=40), _grey(target, target, x, y, 0.03))
     assert set(sanity) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget", "converged",
                            "whitebox_not_above_greybox", "autoattack_plus", "gradient_free_not_stronger",
                            "autoattack_checks"}
