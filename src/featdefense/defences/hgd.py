@@ -1,13 +1,15 @@
 """hgd: a high-level representation guided denoiser (Liao et al. 2018), sized for 28x28 images.
 
 A small U-Net (two 2x down-samplings, skip connections) predicts the adversarial noise; the denoised
-image is x - noise, clipped to [0, 1]. In training the clip passes the gradient on as if it were not
-there: a clip's zero gradient let training on grayscale CIFAR-10 settle on a constant image (10% clean
-accuracy) that no gradient could leave. Evaluated (eval mode), it is the plain clip, the function an
-attacker differentiates. It learns from the same adversarial train examples as our denoiser and, with
-`train_on: [clean, ...]`, from their clean images as well (a denoiser must leave those as they are), with
-the LGD loss ||f(x) - f(x_d)||_1 between the frozen target's logits on the clean image x and on the
-denoised image x_d.
+image is x - noise (Liao et al.'s x^ = x* - dx^), given to the target as it is, unclipped, in training and
+evaluation alike: one function, which the attacker differentiates. Both clips tried before failed to
+train: a plain clip's zero gradient let training on grayscale CIFAR-10 settle on a constant image (10% clean
+accuracy, results/cpu-real-fast); a clip passing the gradient on as if it were not there let MNIST training
+run away (pixels pushed past the range by a gradient that the clipped loss never answers: LGD loss 26.0,
+then 86.6 from epoch 3 on, every image class 1; results/cpu-real-checked/plots/mnist/hgd_train.csv). It
+learns from the same adversarial train examples as our denoiser and, with `train_on: [clean, ...]`, from
+their clean images as well (a denoiser must leave those as they are), with the LGD loss ||f(x) - f(x_d)||_1
+between the frozen target's logits on the clean image x and on the denoised image x_d.
 """
 from __future__ import annotations
 
@@ -51,10 +53,7 @@ class UNet(nn.Module):
         b = self.bottom(self.pool(e2))                              # 4w x 7 x 7
         d2 = self.dec2(torch.cat([self.up2(b), e2], 1))             # 2w x 14 x 14
         d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))            # w x 28 x 28
-        denoised = x - self.noise(d1)
-        if self.training:  # clipped, with the gradient of the unclipped image (see the module's docstring)
-            return denoised + (denoised.clamp(0, 1) - denoised).detach()
-        return denoised.clamp(0, 1)
+        return x - self.noise(d1)  # unclipped (see the module's docstring)
 
 
 def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor) -> torch.Tensor:
