@@ -447,14 +447,20 @@ def test_a_cache_outside_the_repository_is_where_restores_and_lineage_look(snake
     assert tree["artifact"]["environment"]["torch"] == str(torch.__version__)
 
 
-def test_seeds_run_again_replace_their_experiments_and_summarise_the_same(snakemake_copy):
+def test_seeds_side_by_side_and_run_again_replace_their_experiments_and_summarise_the_same(snakemake_copy):
     project = snakemake_copy
     sh(project, "git", "add", "-A")
     sh(project, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "built")
     seeds = ["featdefense", "seeds", "--seeds", "0", "1", "--dataset", "mnist"]
-    sh(project, *seeds)
+    workspace = {f: (project / f).read_bytes() for f in ("params.yaml", "data/models/mnist/target.pt")}
+    side_by_side = sh(project, *seeds, "--jobs", "2")  # DVC's queue: two workers, each in a copy of the workspace
+    assert "2 experiments, 2 at a time" in side_by_side.stdout
+    assert "Running stage 'train_target@mnist'" in side_by_side.stdout  # seed 1 computed there, not here
+    assert {f: (project / f).read_bytes() for f in workspace} == workspace
     summary = (project / "data/seeds/mnist.md").read_text()
     assert "seed-1-mnist" in sh(project, "dvc", "exp", "list", "--name-only").stdout
+    sh(project, *seeds)  # one after another in the workspace: each experiment of the queue replaced
+    assert (project / "data/seeds/mnist.md").read_text() == summary
     since = timing_lines(project)
     again = sh(project, *seeds)  # DVC refuses an experiment name twice: the second run replaces them
     assert "experiment seed-1-mnist exists: replaced" in again.stdout

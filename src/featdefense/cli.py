@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("--dataset", choices=WILDCARD_VALUES["dataset"], default="mnist")
     se.add_argument("--from", dest="archives", nargs="+", type=Path, metavar="DIR",
                     help="summarise archived runs (results/<name>/, one seed each) instead of running the seeds")
+    se.add_argument("--jobs", "-j", type=int, default=1,
+                    help="run this many seeds side by side (DVC's experiment queue; default 1: one after another "
+                         "in this workspace)")
     se.add_argument("--out", type=Path,
                     help="with --from: the markdown file to write (default data/seeds/<dataset>.md)")
     args = ap.parse_args(argv)
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise FeatdefenseError(str(e)) from None
                 print(out.read_text())
             else:
-                seeds.run(args.seeds, args.dataset, args.params)
+                seeds.run(args.seeds, args.dataset, args.params, args.jobs)
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2

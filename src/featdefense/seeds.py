@@ -6,6 +6,12 @@ metrics are kept as the experiment `seed-<k>-<dataset>` (`dvc exp show`, `dvc ex
 the evaluations' accuracies are read from the workspace; `data/seeds/<dataset>.md` and `.json` hold
 each seed's numbers and their mean ± sample sd. The workspace's own seed is put back at the end.
 
+With `jobs` > 1 the seeds are queued instead (`dvc exp run --queue`, then `dvc exp run --run-all -j <jobs>`):
+DVC's queue workers run them side by side, each in its own temporary copy of the workspace (sources.local.yaml
+copied in) sharing this one's DVC cache, and the workspace is left as it is. Each seed's accuracies are then read
+from its experiment (the metrics' MD5s in the experiment's dvc.lock, the files from the cache), so the summary
+is the one a run of the seeds one after another writes.
+
 `featdefense seeds --from DIR ...` summarises runs made elsewhere instead (archives of scripts/archive_run.py,
 e.g. one clone per seed run side by side): each DIR's params.yaml names its seed, and the runs must differ in
 nothing else, nor in their code's commit (commit.txt).
@@ -15,11 +21,18 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import tempfile
 from pathlib import Path
 
+from . import FeatdefenseError, runs
 from . import params as params_mod
 from .defences import DEFENCES
-from .io import write_json, write_text
+from .io import read_dvc_lock, write_json, write_text
+from .locations import LOCAL_FILE
+
+class SeedsError(FeatdefenseError):
+    pass
+
 
 KEYS = ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")
 OUT = Path("data/seeds")
@@ -97,35 +110,81 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
 DVC_EXP_RUN = ["dvc", "--wait-for-lock", "exp", "run"]  # waits for another DVC command instead of failing
 
 
-def exp_run(seed: int, name: str, dataset: str) -> None:
-    """`dvc exp run` of report@<dataset> at this seed as experiment `name`, replacing an experiment of that
-    name made before (DVC refuses a name twice): a second `featdefense seeds` reruns safely, and what it
-    recomputes is only what changed (the rest is restored from the run records)."""
+def _replace(name: str) -> None:
+    """Remove an experiment called `name` made before (DVC refuses a name twice), so that a second
+    `featdefense seeds` reruns safely; what it recomputes is only what changed (the rest is restored from
+    the run records and DVC's run cache)."""
     names = subprocess.run(["dvc", "exp", "list", "--name-only"], capture_output=True, text=True,
                            check=True).stdout.split()
     if name in names:
         print(f"featdefense seeds: experiment {name} exists: replaced", flush=True)
         subprocess.run(["dvc", "exp", "remove", name], check=True, capture_output=True)
-    subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", name, f"report@{dataset}"], check=True)
 
 
-def run(seeds: list[int], dataset: str, params_path: str = "params.yaml") -> Path:
+def exp_run(seed: int, name: str, dataset: str, queue: bool = False) -> None:
+    """`dvc exp run` of report@<dataset> at this seed as experiment `name` (with `queue`, queued for DVC's
+    workers, the untracked sources.local.yaml copied into its temporary workspace)."""
+    _replace(name)
+    extra = ["--queue", *(["-C", str(LOCAL_FILE)] if LOCAL_FILE.is_file() else [])] if queue else []
+    subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", name, *extra, f"report@{dataset}"], check=True)
+
+
+def _workspace_metrics(dataset: str) -> dict[str, dict]:
+    found = {}
+    for name in DEFENCES:  # in the report's order
+        m = json.loads(Path(f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
+        found[m["defence"]["label"]] = m
+    return found
+
+
+def experiment_metrics(name: str, dataset: str) -> dict[str, dict]:
+    """The evaluations' metrics of experiment `name` (of this commit), read from DVC's cache by the MD5s
+    its dvc.lock records."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+    lock = subprocess.run(["git", "show", f"{ref}:dvc.lock"], capture_output=True, text=True)
+    if lock.returncode:
+        raise SeedsError(f"experiment {name} did not finish (no {ref}): `dvc queue logs {name}` says why")
+    with tempfile.TemporaryDirectory() as tmp:  # read as the workspace's own dvc.lock is read
+        (Path(tmp) / "dvc.lock").write_text(lock.stdout)
+        stages = read_dvc_lock(Path(tmp) / "dvc.lock")
+    found = {}
+    for defence in DEFENCES:
+        path = f"data/metrics/{dataset}/evaluate_{defence}.json"
+        outs = {o["path"]: o["md5"] for o in stages.get(f"evaluate_{defence}@{dataset}", {}).get("outs", [])}
+        if path not in outs or not runs.cached(outs[path]).is_file():
+            raise SeedsError(f"experiment {name}: {path} is not in its dvc.lock or not in DVC's cache")
+        m = json.loads(runs.cached(outs[path]).read_text())
+        found[m["defence"]["label"]] = m
+    return found
+
+
+def run(seeds: list[int], dataset: str, params_path: str = "params.yaml", jobs: int = 1) -> Path:
+    if jobs < 1:
+        raise SeedsError(f"--jobs {jobs}: allowed are 1 (one seed after another) or more (side by side)")
     own = params_mod.load(params_path)["seed"]
     found: dict[int, dict[str, dict]] = {}
-    for seed in seeds:
-        print(f"featdefense seeds: seed {seed} (dvc exp run, report@{dataset})", flush=True)
-        exp_run(seed, f"seed-{seed}-{dataset}", dataset)
-        found[seed] = {}
-        for name in DEFENCES:  # in the report's order
-            m = json.loads(Path(f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
-            found[seed][m["defence"]["label"]] = m
+    names = {seed: f"seed-{seed}-{dataset}" for seed in seeds}
+    if jobs > 1:
+        for seed in seeds:
+            print(f"featdefense seeds: seed {seed} queued (dvc exp run --queue, report@{dataset})", flush=True)
+            exp_run(seed, names[seed], dataset, queue=True)
+        print(f"featdefense seeds: {len(seeds)} experiments, {jobs} at a time (dvc exp run --run-all)", flush=True)
+        # the whole queue (with anything queued before); it exits 0 when an experiment fails: each is looked up
+        subprocess.run(["dvc", "exp", "run", "--run-all", "-j", str(jobs)], check=True)
+        found = {seed: experiment_metrics(names[seed], dataset) for seed in seeds}
+    else:
+        for seed in seeds:
+            print(f"featdefense seeds: seed {seed} (dvc exp run, report@{dataset})", flush=True)
+            exp_run(seed, names[seed], dataset)
+            found[seed] = _workspace_metrics(dataset)
     table = aggregate(found)
     images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
     OUT.mkdir(parents=True, exist_ok=True)
     write_json(OUT / f"{dataset}.json", {"dataset": dataset, "seeds": seeds, "test_images": images, "table": table})
     write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images) + "Each seed's params, dvc.lock and "
                "metrics: `dvc exp show`, the experiments named seed-<k>-<dataset>.\n")
-    # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
-    exp_run(own, f"seed-{own}-{dataset}-restored", dataset)
+    if jobs == 1:  # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
+        exp_run(own, f"seed-{own}-{dataset}-restored", dataset)
     print((OUT / f"{dataset}.md").read_text())
     return OUT / f"{dataset}.md"
