@@ -30,6 +30,7 @@ from .defences import DEFENCES
 from .io import read_dvc_lock, write_json, write_text
 from .locations import LOCAL_FILE
 
+
 class SeedsError(FeatdefenseError):
     pass
 
