@@ -6,6 +6,7 @@ adversarial version and its denoised versions (the paper's Figure 3)."""
 from __future__ import annotations
 
 import json
+import textwrap
 from importlib import resources
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def robustness_figure(path, frame: pd.DataFrame, evaluations: dict[str, dict], t
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 80), fontsize=8)  # the curve's attack is a long name
     fig.tight_layout()
     save(fig, path)
 
