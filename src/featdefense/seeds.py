@@ -2,15 +2,16 @@
 
 Each seed is one `dvc exp run -S seed=<k> --name seed-<k> report@<dataset>` in this workspace (so it
 reads the same sources.local.yaml and shares DVC's cache and run records): its params, dvc.lock and
-metrics are kept as the experiment `seed-<k>-<dataset>` (`dvc exp show`, `dvc exp apply seed-<k>-<dataset>`). After each,
-the evaluations' accuracies are read from the workspace; `data/seeds/<dataset>.md` and `.json` hold
-each seed's numbers and their mean ± sample sd. The workspace's own seed is put back at the end.
+metrics are kept as the experiment `seed-<k>-<dataset>` (`dvc exp show`, `dvc exp apply seed-<k>-<dataset>`).
+The workspace's own seed is put back at the end.
 
 With `jobs` > 1 the seeds are queued instead (`dvc exp run --queue`, then `dvc exp run --run-all -j <jobs>`):
 DVC's queue workers run them side by side, each in its own temporary copy of the workspace (sources.local.yaml
-copied in) sharing this one's DVC cache, and the workspace is left as it is. Each seed's accuracies are then read
-from its experiment (the metrics' MD5s in the experiment's dvc.lock, the files from the cache), so the summary
-is the one a run of the seeds one after another writes.
+copied in) sharing this one's DVC cache, and the workspace is left as it is.
+
+Either way each seed's accuracies are read from its experiment (the metrics' MD5s in the experiment's dvc.lock,
+the files from the cache); `data/seeds/<dataset>.md` and `.json` hold each seed's numbers and their mean ±
+sample sd.
 
 `featdefense seeds --from DIR ...` summarises runs made elsewhere instead (archives of scripts/archive_run.py,
 e.g. one clone per seed run side by side): each DIR's params.yaml names its seed, and the runs must differ in
@@ -130,14 +131,6 @@ def exp_run(seed: int, name: str, dataset: str, queue: bool = False) -> None:
     subprocess.run(DVC_EXP_RUN + ["-S", f"seed={seed}", "--name", name, *extra, f"report@{dataset}"], check=True)
 
 
-def _workspace_metrics(dataset: str) -> dict[str, dict]:
-    found = {}
-    for name in DEFENCES:  # in the report's order
-        m = json.loads(Path(f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
-        found[m["defence"]["label"]] = m
-    return found
-
-
 def experiment_metrics(name: str, dataset: str) -> dict[str, dict]:
     """The evaluations' metrics of experiment `name` (of this commit), read from DVC's cache by the MD5s
     its dvc.lock records."""
@@ -164,7 +157,6 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml", jobs: 
     if jobs < 1:
         raise SeedsError(f"--jobs {jobs}: allowed are 1 (one seed after another) or more (side by side)")
     own = params_mod.load(params_path)["seed"]
-    found: dict[int, dict[str, dict]] = {}
     names = {seed: f"seed-{seed}-{dataset}" for seed in seeds}
     if jobs > 1:
         for seed in seeds:
@@ -173,12 +165,11 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml", jobs: 
         print(f"featdefense seeds: {len(seeds)} experiments, {jobs} at a time (dvc exp run --run-all)", flush=True)
         # the whole queue (with anything queued before); it exits 0 when an experiment fails: each is looked up
         subprocess.run(["dvc", "exp", "run", "--run-all", "-j", str(jobs)], check=True)
-        found = {seed: experiment_metrics(names[seed], dataset) for seed in seeds}
     else:
         for seed in seeds:
             print(f"featdefense seeds: seed {seed} (dvc exp run, report@{dataset})", flush=True)
             exp_run(seed, names[seed], dataset)
-            found[seed] = _workspace_metrics(dataset)
+    found = {seed: experiment_metrics(names[seed], dataset) for seed in seeds}  # either way, from the experiments
     table = aggregate(found)
     images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
     OUT.mkdir(parents=True, exist_ok=True)
