@@ -28,7 +28,7 @@ from pathlib import Path
 from . import FeatdefenseError, runs
 from . import params as params_mod
 from .defences import DEFENCES
-from .io import read_dvc_lock, write_json, write_text
+from .io import write_json, write_text
 from .locations import LOCAL_FILE
 
 
@@ -141,11 +141,11 @@ def experiment_metrics(name: str, dataset: str) -> dict[str, dict]:
         raise SeedsError(f"experiment {name} did not finish (no {ref}): `dvc queue logs {name}` says why")
     with tempfile.TemporaryDirectory() as tmp:  # read as the workspace's own dvc.lock is read
         (Path(tmp) / "dvc.lock").write_text(lock.stdout)
-        stages = read_dvc_lock(Path(tmp) / "dvc.lock")
+        entries = runs.lock_entries(Path(tmp) / "dvc.lock")
     found = {}
     for defence in DEFENCES:
         path = f"data/metrics/{dataset}/evaluate_{defence}.json"
-        outs = {o["path"]: o["md5"] for o in stages.get(f"evaluate_{defence}@{dataset}", {}).get("outs", [])}
+        outs = entries.get(f"evaluate_{defence}@{dataset}", {}).get("outs", {})
         if path not in outs or not runs.cached(outs[path]).is_file():
             raise SeedsError(f"experiment {name}: {path} is not in its dvc.lock or not in DVC's cache")
         m = json.loads(runs.cached(outs[path]).read_text())
