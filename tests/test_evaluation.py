@@ -364,3 +364,8 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
         from_archives(runs + [archive("f", 4, 0.9, commit="def")], "mnist", tmp_path / "x.md")
     with pytest.raises(ValueError, match="seed 0 twice"):
         from_archives(runs + [archive("e", 0, 0.9)], "mnist", tmp_path / "x.md")
+    partial = archive("g", 5, 0.7)  # a run made for some defences only: the rest are named, not summarised
+    (partial / "metrics/mnist/evaluate_madry.json").unlink()
+    text = from_archives(runs + [partial], "mnist", tmp_path / "p.md").read_text()
+    assert "| Madry (2017)" not in text and "Not summarised: Madry (2017), not evaluated in the runs of seed(s) 5." in text
+    assert f"| {DEFENCES['hgd'].label} | 85.0 ± 12.9 |" in text  # mean of 0.8, 0.9, 1.0, 0.7; sample sd

@@ -98,14 +98,27 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
             raise ValueError(f"{d}: seed {seed} twice")
         recipe, found[seed] = p, {}
         for name in DEFENCES:
-            m = json.loads((d / "metrics" / dataset / f"evaluate_{name}.json").read_text())
-            found[seed][m["defence"]["label"]] = m
+            f = d / "metrics" / dataset / f"evaluate_{name}.json"
+            if f.is_file():  # a run made for a few defences only (e.g. `snakemake <their metrics>`)
+                m = json.loads(f.read_text())
+                found[seed][m["defence"]["label"]] = m
     seeds = sorted(found)
-    table = aggregate(found)
-    images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
+    labels = [label for label in found[seeds[0]] if all(label in found[s] for s in seeds)]
+    missing = {label: [s for s in seeds if label not in found[s]]
+               for label in dict.fromkeys(lb for s in seeds for lb in found[s]) if label not in labels}
+    if not labels:
+        raise ValueError(f"no defence of {dataset} is evaluated in every run: {', '.join(map(str, dirs))}")
+    table = aggregate({s: {label: found[s][label] for label in labels} for s in seeds})
+    images = {found[s][label]["data"]["test_images"] for s in seeds for label in labels}
+    if len(images) > 1:
+        raise ValueError(f"the runs were evaluated on different numbers of test images: {sorted(images)}")
+    images = images.pop()
     write_json(out.with_suffix(".json"), {"dataset": dataset, "seeds": seeds, "test_images": images,
-                                          "runs": [str(d) for d in dirs], "table": table})
-    write_text(out, markdown(dataset, seeds, table, images))
+                                          "runs": [str(d) for d in dirs], "table": table,
+                                          "not_in_every_run": missing})
+    note = "".join(f"Not summarised: {label}, not evaluated in the runs of seed(s) "
+                   f"{', '.join(map(str, s))}.\n" for label, s in missing.items())
+    write_text(out, markdown(dataset, seeds, table, images) + note)
     return out
 
 
