@@ -367,5 +367,16 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
     partial = archive("g", 5, 0.7)  # a run made for some defences only: the rest are named, not summarised
     (partial / "metrics/mnist/evaluate_madry.json").unlink()
     text = from_archives(runs + [partial], "mnist", tmp_path / "p.md").read_text()
-    assert "| Madry (2017)" not in text and "Not summarised: Madry (2017), not evaluated in the runs of seed(s) 5." in text
+    assert "| Madry (2017)" not in text
+    assert "Not summarised: Madry (2017), not evaluated in the runs of seed(s) 5." in text
     assert f"| {DEFENCES['hgd'].label} | 85.0 ± 12.9 |" in text  # mean of 0.8, 0.9, 1.0, 0.7; sample sd
+    empty = archive("h", 6, 0.7)
+    for f in (empty / "metrics/mnist").glob("*.json"):
+        f.unlink()
+    with pytest.raises(ValueError, match="no defence of mnist is evaluated in every run"):
+        from_archives(runs + [empty], "mnist", tmp_path / "x.md")
+    fewer = archive("i", 7, 0.7)
+    for f in (fewer / "metrics/mnist").glob("*.json"):
+        f.write_text(f.read_text().replace('"test_images": 10', '"test_images": 20'))
+    with pytest.raises(ValueError, match=r"different numbers of test images: \[10, 20\]"):
+        from_archives(runs + [fewer], "mnist", tmp_path / "x.md")
