@@ -236,6 +236,28 @@ def test_autoattack_plus_runs_where_a_defence_keeps_images_and_reports_whether_i
     _agree_with_counts(sanity, cascade)
 
 
+def test_autoattack_plus_runs_where_the_attacks_did_not_converge_whatever_the_accuracy(target):
+    # the too-few-steps model of the convergence test, AutoAttack on, plus_above above any accuracy: the
+    # convergence check fails, so the plus version runs on the images left all the same
+    x, y = _templates(100, seed=2)
+    p = _params(0.04, steps=3, step_size=0.005)
+    p["whitebox"]["autoattack"].update(plus_above=0.99, iterations=3, square_queries=20)
+    robust, cascade, curve, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.04), same_threat=True)
+    assert sanity["converged"]["verdict"] == "FAIL", sanity["converged"]
+    check = sanity["autoattack_plus"]
+    assert check["verdict"] != "n/a" and "run because converged" in check["why"], check
+    assert any("AutoAttack plus" in k for k in cascade)
+    _agree_with_counts(sanity, cascade)
+    # the plain target's passing configuration: the attacks converged, the accuracy stays under plus_above, and
+    # plus does not run
+    p = _params(0.03, steps=40)
+    p["whitebox"]["autoattack"].update(plus_above=0.99, iterations=3, square_queries=20)
+    robust, cascade, curve, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.03))
+    assert sanity["converged"]["verdict"] == "pass" and sanity["gradient_free_not_stronger"]["verdict"] != "FAIL"
+    assert sanity["autoattack_plus"]["verdict"] == "n/a" and "converged" in sanity["autoattack_plus"]["why"]
+    assert not any("AutoAttack plus" in k for k in cascade)
+
+
 def test_a_defence_that_loses_clean_accuracy_is_flagged(target):
     from featdefense.stages.report import flags
 

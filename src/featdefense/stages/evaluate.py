@@ -252,8 +252,8 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
                        torch.cat([robust[:n] & masks[pgd["epsilon"]], robust[n:]]))
     sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after,
                                    same_threat, reference_clean)
-    robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
     sanity["gradient_free_not_stronger"] = square_check(square, p["sanity"]["tolerance"])
+    robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
     sanity["autoattack_checks"] = library_checks(library, plus)
     # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
     # smaller ball is broken in a larger one): at the table's epsilon it is the table's number on the
@@ -287,19 +287,28 @@ def library_checks(library: AutoAttack | None, plus: AutoAttack | None = None) -
                                  if failed else {})}
 
 
+# the checks that say the gradient attacks did not converge: where one fails, AutoAttack's plus version runs
+UNCONVERGED = ("converged", "gradient_free_not_stronger")
+
+
 def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[torch.Tensor, AutoAttack | None]:
     """AutoAttack's plus version (restarts, APGD-DLR, untargeted FAB) on the images every other attack left,
-    for a defence that still keeps more than `whitebox.autoattack.plus_above` of its images: whether the
-    number moved is the `autoattack_plus` check. Returns the robust mask and the plus version (None: not run)."""
+    for a defence that still keeps more than `whitebox.autoattack.plus_above` of its images, or keeps any
+    while a check of the attacks' convergence (`UNCONVERGED`, already in `sanity`) failed: the attacks did not
+    converge, so more of them is due. Whether the number moved is the `autoattack_plus` check. Returns the
+    robust mask and the plus version (None: not run)."""
     aa, tol, bs = p["whitebox"]["autoattack"], p["sanity"]["tolerance"], p["whitebox"]["batch_size"]
-    what = (f"where white-box accuracy stays above {aa['plus_above']}, AutoAttack's plus version (restarts) on "
-            f"the images every attack left breaks at most max({tol['images']}, {tol['share']:.1%} of the images "
-            "it runs on)")
+    what = (f"where white-box accuracy stays above {aa['plus_above']} (or above 0 where {' or '.join(UNCONVERGED)}"
+            f" failed), AutoAttack's plus version (restarts) on the images every attack left breaks at most "
+            f"max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
     kept = share(robust)
-    if aa["version"] == "none" or aa["plus_above"] is None or kept <= aa["plus_above"]:
-        sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": "AutoAttack not run"
-                                     if aa["version"] == "none" else "no threshold set" if aa["plus_above"] is None
-                                     else f"white-box accuracy {kept:.3f} is not above {aa['plus_above']}"}
+    unconverged = [k for k in UNCONVERGED if sanity.get(k, {}).get("verdict") == "FAIL"]
+    why = ("AutoAttack not run" if aa["version"] == "none" else "no threshold set" if aa["plus_above"] is None
+           else "no image left" if not robust.any()
+           else None if kept > aa["plus_above"] or unconverged
+           else f"white-box accuracy {kept:.3f} is not above {aa['plus_above']} and the attacks converged")
+    if why is not None:
+        sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": why}
         return robust, None
     plus = AutoAttack(model, epsilon=p["attack"]["pgd"]["epsilon"], version="plus", seed=p["seed"] + 1,
                       iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
@@ -308,8 +317,10 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
         robust = after(f"white-box AutoAttack plus {name}", still_correct(model, attack, x, y, robust, bs, device,
                                                                           f"{label} AutoAttack plus {name}",
                                                                           plus.findings))
-    sanity["autoattack_plus"] = {"what": what, **nested(before, robust, tolerated(len(y), tol["images"],
-                                                                                  tol["share"]))}
+    check = nested(before, robust, tolerated(len(y), tol["images"], tol["share"]))
+    if unconverged:
+        check["why"] += f"; run because {' and '.join(unconverged)} failed"
+    sanity["autoattack_plus"] = {"what": what, **check}
     return robust, plus
 
 

@@ -180,8 +180,9 @@ def autoattack(cfg: dict) -> str:
 def plus(cfg: dict) -> str:
     if cfg["version"] == "none" or cfg.get("plus_above") is None:
         return ""
-    return (f", and where it stays above {pct(cfg['plus_above'])}% after them AutoAttack's plus version "
-            "(restarts, APGD-DLR, FAB) on the images left")
+    return (f", and where it stays above {pct(cfg['plus_above'])}% after them (or keeps any image while the "
+            "convergence or gradient-free check failed) AutoAttack's plus version (restarts, APGD-DLR, FAB) on "
+            "the images left")
 
 
 def sanity_caption(evaluations: dict[str, dict]) -> str:
