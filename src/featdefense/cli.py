@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                          "in this workspace)")
     se.add_argument("--out", type=Path,
                     help="with --from: the markdown file to write (default data/seeds/<dataset>.md)")
+    ga = sub.add_parser("gaps", help="write ARCHIVE/gaps.md and .csv: each number of the paper's Tables 1-2 beside "
+                                     "the archive's, and what the archived experiments say of it")
+    ga.add_argument("archive", type=Path, help="an archive of scripts/archive_run.py, e.g. results/cpu-real-hgd-unclipped")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -174,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(out.read_text())
             else:
                 seeds.run(args.seeds, args.dataset, args.params, args.jobs)
+        elif args.command == "gaps":
+            from .gaps import write
+            from .stages.report import paper_results
+
+            print(write(args.archive, paper_results()).read_text())
     except FeatdefenseError as e:
         print(f"featdefense: error: {e}", file=sys.stderr)
         return 2

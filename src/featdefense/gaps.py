@@ -1,0 +1,243 @@
+"""`featdefense gaps ARCHIVE`: the reproduction report. For every number of the paper's Tables 1-2, the
+paper's value, the archive's (its 95% interval, the seeds' spread where the archive has them), and one sentence
+per experiment that bears on it, chosen from the experiment's numbers by the rules below, never typed by hand.
+
+An experiment is a folder under ARCHIVE/experiments/ with an `experiment.yaml` (what was run, and which of the
+paper's numbers it bears on) beside the metrics of its variants; the numbers are read from those files.
+`measures: accuracy.{attack}` (the same quantity as the paper's number) is compared with the paper's value and
+along the variants; `measures: clean_test_accuracy` (a training log's last row) says where training collapsed.
+Writes ARCHIVE/gaps.md and ARCHIVE/gaps.csv.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import FeatdefenseError
+from .accuracy import wilson
+from .defences import DEFENCES
+from .io import write_text
+
+CHANCE = 0.1           # ten classes in both datasets
+COLLAPSE_MARGIN = 0.05  # a clean accuracy within this of chance is a training that collapsed
+ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "clean": "clean"}
+DATASETS = {"mnist": ("Table 1", "MNIST"), "cifar10": ("Table 2", "CIFAR-10")}
+
+
+class GapsError(FeatdefenseError):
+    pass
+
+
+@dataclass(frozen=True)
+class Value:
+    """An accuracy (0-1), and its 95% interval where the number of images is known."""
+    label: str
+    accuracy: float
+    low: float | None = None
+    high: float | None = None
+
+    def pct(self) -> str:
+        where = "" if self.low is None else f" ({100 * self.low:.1f}–{100 * self.high:.1f})"
+        return f"{100 * self.accuracy:.1f}{where}"
+
+
+def _overlap(a: Value, b: Value) -> bool:
+    if a.low is None or b.low is None:
+        return abs(a.accuracy - b.accuracy) < 0.0005
+    return a.low <= b.high and b.low <= a.high
+
+
+def relation(v: Value, paper: float) -> str:
+    """'within' where the paper's value lies in the interval, else 'below' or 'above' it."""
+    if v.low is not None and v.low <= paper <= v.high:
+        return "within"
+    return "below" if v.accuracy < paper else "above"
+
+
+def _numeric(label: str) -> bool:
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
+def trend(values: list[Value], varies: str) -> str:
+    """How a series along a sweep moves, a step counting only where the two intervals do not overlap (for
+    variants that are no numbers: from the first to the last)."""
+    steps = ["=" if _overlap(a, b) else "+" if b.accuracy > a.accuracy else "-" for a, b in zip(values, values[1:])]
+    along = (f"with {varies}" if all(_numeric(v.label) for v in values)
+             else f"from {values[0].label} to {values[-1].label}")
+    if set(steps) <= {"="}:
+        return f"does not move beyond its intervals {along}"
+    if "+" in steps and "-" in steps:
+        return f"moves both ways {along}"
+    word = "rises" if "+" in steps else "falls"
+    return f"{word} {along}" + (", then levels off" if len(steps) > 1 and steps[-1] == "=" else "")
+
+
+def against_paper(values: list[Value], paper: float, varies: str) -> str:
+    rel = [relation(v, paper) for v in values]
+    if "within" in rel:
+        at = ", ".join(v.label for v, r in zip(values, rel) if r == "within")
+        return f"reaches the paper's {100 * paper:.1f} (within the interval) at {varies} {at}"
+    if len(set(rel)) == 1:
+        return f"stays {rel[0]} the paper's {100 * paper:.1f} in every variant"
+    return f"crosses the paper's {100 * paper:.1f}: " + ", ".join(f"{r} it at {v.label}" for v, r in zip(values, rel))
+
+
+def compare_sentence(title: str, varies: str, attack: str, values: list[Value], paper: float) -> str:
+    series = " → ".join(f"{v.pct()} ({v.label})" for v in values)
+    return (f"{title}: {ATTACKS[attack]} {series}; it {trend(values, varies)} and "
+            f"{against_paper(values, paper, varies)}.")
+
+
+def trains_sentence(title: str, values: list[Value]) -> str:
+    collapsed = [v for v in values if v.accuracy <= CHANCE + COLLAPSE_MARGIN]
+    trained = [v for v in values if v not in collapsed]
+    parts = []
+    if collapsed:
+        parts.append("collapses to chance (clean test accuracy within "
+                     f"{100 * COLLAPSE_MARGIN:.0f} points of {100 * CHANCE:.0f}%) under "
+                     + ", ".join(f"{v.label} ({v.pct()})" for v in collapsed))
+    if trained:
+        parts.append("trains under " + ", ".join(f"{v.label} ({v.pct()})" for v in trained))
+    return f"{title}: the defence " + "; it ".join(parts) + "."
+
+
+def _dig(obj, dotted: str):
+    for k in dotted.split("."):
+        obj = obj[k]
+    return obj
+
+
+def read_value(path: Path, label: str, measures: str) -> Value:
+    """One variant's number: a json's dotted key (its interval from the json's own `intervals`, or from its
+    `data.test_images`), or a csv's column in its last row (no interval)."""
+    if not path.is_file():
+        raise GapsError(f"{path}: missing (an experiment's variant names it)")
+    if path.suffix == ".csv":
+        rows = list(csv.DictReader(path.open()))
+        if not rows or measures not in rows[-1]:
+            raise GapsError(f"{path}: no column {measures!r} in its last row")
+        return Value(label, float(rows[-1][measures]))
+    m = json.loads(path.read_text())
+    try:
+        accuracy = float(_dig(m, measures))
+    except (KeyError, TypeError):
+        raise GapsError(f"{path}: no {measures!r}") from None
+    key = measures.rsplit(".", 1)[-1]
+    if key in m.get("intervals", {}):
+        low, high = m["intervals"][key]["interval_95"]
+    else:
+        images = _dig(m, "data.test_images")
+        low, high = wilson(round(accuracy * images), images)
+    return Value(label, accuracy, low, high)
+
+
+def experiments(archive: Path) -> list[dict]:
+    out = []
+    for f in sorted((archive / "experiments").glob("*/experiment.yaml")):
+        e = yaml.safe_load(f.read_text())
+        missing = {"title", "varies", "measures", "variants", "bears_on"} - set(e)
+        if missing:
+            raise GapsError(f"{f}: missing {', '.join(sorted(missing))}")
+        out.append({**e, "dir": f.parent, "name": f.parent.name})
+    return out
+
+
+def sentences(e: dict, dataset: str, defence: str, attack: str, paper: float) -> list[str]:
+    """The sentences of experiment e on one paper number (none where it does not bear on it)."""
+    said = []
+    for b in e["bears_on"]:
+        if b["dataset"] != dataset or b["defence"] != defence or attack not in b["attacks"]:
+            continue
+        values = [read_value(e["dir"] / v["path"].format(dataset=dataset), str(v["label"]),
+                             v.get("measures", e["measures"]).format(attack=attack)) for v in e["variants"]]
+        if e["measures"].startswith("accuracy."):
+            said.append(compare_sentence(e["title"], e["varies"], attack, values, paper))
+        else:
+            said.append(trains_sentence(e["title"], values))
+        for v in e.get("evaluated", []):  # variants of a training experiment also evaluated
+            value = read_value(e["dir"] / v["path"], str(v["label"]), f"accuracy.{attack}")
+            said.append(f"{e['title']}, {v['label']} evaluated: {ATTACKS[attack]} {value.pct()}, "
+                        f"{relation(value, paper)} the paper's {100 * paper:.1f}"
+                        + (" interval." if relation(value, paper) == "within" else "."))
+    return said
+
+
+def seed_spread(archive: Path, dataset: str, defence: str, attack: str) -> str:
+    f = archive / "seeds" / f"{dataset}.json"
+    if not f.is_file():
+        return ""
+    table = json.loads(f.read_text())
+    row = table["table"].get(DEFENCES[defence].label)
+    if row is None:
+        return ""
+    cell = row[attack]
+    return f"{100 * cell['mean']:.1f} ± {100 * cell['sd']:.1f} (seeds {', '.join(map(str, table['seeds']))})"
+
+
+def rows(archive: Path, paper: dict) -> list[dict]:
+    found = experiments(archive)
+    out = []
+    numbers = [(ds, "unsecured", "clean", paper["clean_target"][ds]) for ds in DATASETS]
+    numbers += [(ds, r["defence"], r["attack"], r[ds]) for ds in DATASETS for r in paper["rows"]]
+    for ds, defence, attack, value in numbers:
+        p = value / 100
+        if attack == "clean":
+            t = json.loads((archive / "metrics" / ds / "target.json").read_text())
+            images = t["test_size"]
+            ours = Value("archive", t["clean_test_accuracy"], *wilson(round(t["clean_test_accuracy"] * images),
+                                                                       images))
+            number = "the target, clean"
+        else:
+            path = archive / "metrics" / ds / f"evaluate_{defence}.json"
+            ours = read_value(path, "archive", f"accuracy.{attack}")
+            number = f"{DEFENCES[defence].label}, grey-box {ATTACKS[attack]}" + (
+                " (degenerate)" if json.loads(path.read_text())["degenerate"] else "")
+        said = [s for e in found for s in sentences(e, ds, defence, attack, p)]
+        out.append({"table": DATASETS[ds][0], "dataset": DATASETS[ds][1], "number": number, "paper": value,
+                    "ours": ours, "seeds": "" if attack == "clean" else seed_spread(archive, ds, defence, attack),
+                    "relation": relation(ours, p), "said": said})
+    return out
+
+
+def render(archive: Path, rows_: list[dict]) -> tuple[str, str]:
+    lines = [f"# Gaps to the paper, `{archive.name}`", "",
+             f"Generated by `featdefense gaps results/{archive.name}` from its metrics, its seeds and the experiments under "
+             "its `experiments/` (each folder's `experiment.yaml` says what was run); ours: accuracy % (95% "
+             "Wilson interval over the test images); each sentence is chosen from the numbers by the rules of "
+             "`featdefense.gaps`.", "",
+             "| table | dataset | number | paper | ours | seeds (mean ± sd) | the paper's value is | experiments |",
+             "| --- | --- | --- | ---: | --- | --- | --- | ---: |"]
+    for r in rows_:
+        where = {"within": "within our interval", "below": "above ours", "above": "below ours"}[r["relation"]]
+        lines.append(f"| {r['table']} | {r['dataset']} | {r['number']} | {r['paper']:.1f} | {r['ours'].pct()} | "
+                     f"{r['seeds'] or '-'} | {where} | {len(r['said'])} |")
+    lines += ["", "## What the experiments say", ""]
+    for r in rows_:
+        lines.append(f"- **{r['dataset']}, {r['number']}** (paper {r['paper']:.1f}, ours {r['ours'].pct()}):")
+        lines += [f"  - {s}" for s in r["said"]] or ["  - no experiment yet bears on this number."]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["table", "dataset", "number", "paper", "ours", "low", "high", "seeds", "relation", "experiments"])
+    for r in rows_:
+        o = r["ours"]
+        w.writerow([r["table"], r["dataset"], r["number"], r["paper"], round(100 * o.accuracy, 2),
+                    round(100 * o.low, 2), round(100 * o.high, 2), r["seeds"], r["relation"], len(r["said"])])
+    return "\n".join(lines) + "\n", buf.getvalue()
+
+
+def write(archive: Path, paper: dict) -> Path:
+    if not (archive / "metrics").is_dir():
+        raise GapsError(f"{archive}: no metrics/ (an archive of scripts/archive_run.py)")
+    md, table = render(archive, rows(archive, paper))
+    write_text(archive / "gaps.md", md)
+    write_text(archive / "gaps.csv", table)
+    return archive / "gaps.md"

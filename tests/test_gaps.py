@@ -1,0 +1,80 @@
+"""The gaps report: its sentences follow from the numbers by its rules, and move when the numbers do."""
+import json
+
+import yaml
+
+from featdefense.gaps import Value, against_paper, relation, trains_sentence, trend, write
+from featdefense.stages.report import paper_results
+
+
+def _v(label, acc, half=0.02):
+    return Value(str(label), acc, acc - half, acc + half)
+
+
+def test_a_trend_counts_only_steps_beyond_the_intervals():
+    assert trend([_v(1, .10), _v(3, .20), _v(10, .30)], "e") == "rises with e"
+    assert trend([_v(1, .10), _v(3, .20), _v(10, .21)], "e") == "rises with e, then levels off"
+    assert trend([_v(1, .30), _v(3, .10)], "e") == "falls with e"
+    assert trend([_v(1, .10), _v(3, .12), _v(10, .11)], "e") == "does not move beyond its intervals with e"
+    assert trend([_v(1, .10), _v(3, .30), _v(10, .10)], "e") == "moves both ways with e"
+    assert trend([_v("a", .10), _v("b", .30)], "w") == "rises from a to b"
+
+
+def test_the_paper_is_within_below_or_above_an_interval():
+    assert relation(_v(1, .50), .51) == "within" and relation(_v(1, .50), .60) == "below"
+    assert relation(_v(1, .50), .40) == "above"
+    assert relation(Value("x", .5), .5 + 1e-9) == "below"  # no interval: only the point
+    assert "at every" not in against_paper([_v(1, .1), _v(2, .2)], .9, "e")
+    assert against_paper([_v(1, .1), _v(2, .2)], .9, "e") == "stays below the paper's 90.0 in every variant"
+    assert against_paper([_v(1, .1), _v(2, .5)], .51, "e") == "reaches the paper's 51.0 (within the interval) at e 2"
+    assert against_paper([_v(1, .1), _v(2, .9)], .5, "e").startswith("crosses the paper's 50.0")
+
+
+def test_a_training_at_chance_is_said_to_collapse():
+    said = trains_sentence("t", [Value("a", .101), Value("b", .45)])
+    assert "collapses to chance" in said and "a (10.1)" in said and "trains under b (45.0)" in said
+    assert "collapses" not in trains_sentence("t", [Value("b", .16)])
+
+
+def _evaluation(acc: dict, images=1000, degenerate=False):
+    from featdefense.accuracy import wilson
+
+    return {"accuracy": acc, "degenerate": degenerate, "data": {"test_images": images},
+            "intervals": {k: {"accuracy": a, "interval_95": list(wilson(round(a * images), images))}
+                          for k, a in acc.items()}}
+
+
+def _archive(tmp_path, pgd_at_one_epoch: float):
+    archive = tmp_path / "run"
+    for ds in ("mnist", "cifar10"):
+        d = archive / "metrics" / ds
+        d.mkdir(parents=True)
+        (d / "target.json").write_text(json.dumps({"clean_test_accuracy": .99, "test_size": 10000}))
+        for name in ("unsecured", "madry", "hgd", "ours"):
+            (d / f"evaluate_{name}.json").write_text(json.dumps(_evaluation({"clean": .99, "fgsm": .3, "pgd": .02})))
+    e = archive / "experiments" / "target-epochs"
+    (e / "1").mkdir(parents=True)
+    (e / "1" / "evaluate_unsecured.json").write_text(json.dumps(_evaluation({"clean": .98, "fgsm": .3,
+                                                                             "pgd": pgd_at_one_epoch})))
+    (e / "experiment.yaml").write_text(yaml.safe_dump({
+        "title": "Target epochs", "varies": "target.epochs", "measures": "accuracy.{attack}",
+        "variants": [{"label": 1, "path": "1/evaluate_unsecured.json"},
+                     {"label": 10, "path": "../../metrics/mnist/evaluate_unsecured.json"}],
+        "bears_on": [{"dataset": "mnist", "defence": "unsecured", "attacks": ["pgd"]}]}))
+    return archive
+
+
+def test_the_report_says_what_its_experiments_measured_and_changes_with_them(tmp_path):
+    paper = paper_results()
+    md = write(_archive(tmp_path, .15), paper).read_text()
+    line = next(x for x in md.splitlines() if x.startswith("  - Target epochs"))
+    # the paper's 16.1 lies in the 1-epoch interval (15.0: 12.9-17.3), and PGD falls beyond the intervals
+    assert "PGD 15.0 (12.9–17.3) (1) → 2.0 (1.3–3.1) (10)" in line, line
+    assert "falls with target.epochs" in line and "reaches the paper's 16.1 (within the interval) at target.epochs 1" \
+        in line, line
+    assert md.count("no experiment yet bears on this number") == 17  # 18 numbers, one with its experiment
+    assert "| Table 1 | MNIST | unsecured, grey-box PGD | 16.1 | 2.0 (1.3–3.1) | - | above ours | 1 |" in md
+    md = write(_archive(tmp_path / "b", .03), paper).read_text()
+    line = next(x for x in md.splitlines() if x.startswith("  - Target epochs"))
+    assert "does not move beyond its intervals" in line and "stays below the paper's 16.1" in line, line
+    assert (tmp_path / "b" / "run" / "gaps.csv").read_text().splitlines()[0].startswith("table,dataset,number,paper")
