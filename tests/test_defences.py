@@ -280,3 +280,20 @@ def test_a_new_defence_module_and_params_section_get_every_stage(snakemake_copy)
     metrics = json.loads((project / "data/metrics/mnist/evaluate_blur.json").read_text())
     assert metrics["defence"]["label"] == "box blur"
     assert metrics["accuracy"]["whitebox_pgd"] <= metrics["accuracy"]["pgd"]
+
+
+def test_a_denoiser_learns_from_the_attacks_named_and_with_clean_from_their_clean_images(tiny_inputs):
+    from featdefense.training import load_adversarial_train, load_train_examples
+
+    inp = {k: str(v) for k, v in tiny_inputs.items()}
+    adv, index = load_adversarial_train({"fgsm": inp["fgsm"], "pgd": inp["pgd"]})
+    x, i = load_train_examples(inp, ["fgsm", "pgd"])
+    assert torch.equal(x, adv) and (i == index).all()
+    images = sorted(set(index.tolist()))
+    clean, _ = load_split(inp["prepared"], "train", images)
+    x, i = load_train_examples(inp, ["clean", "pgd"])  # PGD's examples, then each clean image once
+    assert len(x) == len(adv) // 2 + len(images) and torch.equal(x[-len(images):], clean)
+    assert i[-len(images):].tolist() == images
+    # clean alone (the autoencoder's ceiling): the clean images the attack files were made from, nothing else
+    x, i = load_train_examples(inp, ["clean"])
+    assert torch.equal(x, clean) and i.tolist() == images

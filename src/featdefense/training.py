@@ -71,6 +71,21 @@ def subset(n: int, size: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:size])
 
 
+def load_train_examples(inp: dict, train_on: list[str]) -> tuple[torch.Tensor, np.ndarray]:
+    """What a denoiser learns from, each example with the index of its clean image: the adversarial train
+    examples of the attacks in `train_on`, and with "clean" each of their clean images once (with "clean"
+    alone: the clean images the attack files' train split was made from)."""
+    attacks = [a for a in train_on if a != "clean"]
+    x, index = load_adversarial_train({a: inp[a] for a in attacks or ["fgsm"]})
+    if not attacks:
+        x, index = x[:0], index[:0]
+    if "clean" in train_on:
+        keep = np.unique(index) if attacks else np.unique(load_adversarial_train({"fgsm": inp["fgsm"]})[1])
+        x = torch.cat([x, load_split(inp["prepared"], "train", keep)[0]])
+        index = np.concatenate([index, keep])
+    return x, index
+
+
 def load_adversarial_train(paths: dict[str, str]) -> tuple[torch.Tensor, np.ndarray]:
     """Adversarial train images of the named attacks, stacked, and the clean index of each."""
     xs, idx = [], []

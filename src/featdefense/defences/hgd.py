@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ from tqdm import tqdm
 from .. import checkpoints
 from ..io import atomic_path, provenance, save_model
 from ..models.lenet import Target
-from ..training import batches, load_adversarial_train, load_module, load_split, setup
+from ..training import batches, load_module, load_split, load_train_examples, setup
 from . import Defence
 
 log = logging.getLogger(__name__)
@@ -68,11 +67,7 @@ def train(p, inp, out, dataset):
     cfg = p["defences"]["hgd"]
     target, _ = load_module(inp["target"], Target(), device)
     target.requires_grad_(False)
-    x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"] if a != "clean"})
-    if "clean" in cfg["train_on"]:  # each clean image once, its own target
-        keep = np.unique(index)
-        x_adv = torch.cat([x_adv, load_split(inp["prepared"], "train", keep)[0]])
-        index = np.concatenate([index, keep])
+    x_adv, index = load_train_examples(inp, cfg["train_on"])  # a clean image is its own target
     x_clean, _ = load_split(inp["prepared"], "train", index)
     model = UNet(cfg["width"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])

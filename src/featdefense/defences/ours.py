@@ -16,7 +16,7 @@ from ..io import atomic_path, provenance, save_model
 from ..losses import feature_loss_terms, mean_squares, term_names
 from ..models.autoencoder import Denoiser
 from ..models.vgg import LossNetwork, vgg16_features
-from ..training import batches, load_adversarial_train, load_module, load_split, setup
+from ..training import batches, load_module, load_split, load_train_examples, setup
 from . import Defence
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def train(p, inp, out, dataset):
     """The stage train_denoiser (the paper's name for it): the model and its training log."""
     device = setup(p)
     cfg, fl = p["denoiser"], p["feature_loss"]
-    x_adv, index = load_adversarial_train({a: inp[a] for a in cfg["train_on"]})
+    x_adv, index = load_train_examples(inp, cfg["train_on"])
     unique, position = np.unique(index, return_inverse=True)
     x_clean, _ = load_split(inp["prepared"], "train", unique)
     x_clean = x_clean.to(device)
@@ -53,7 +53,7 @@ def train(p, inp, out, dataset):
     gen = torch.Generator().manual_seed(p["seed"])
     names = term_names(fl["layers"], fl["pixel"])
     rows = []
-    log.info("%s denoiser: %d adversarial examples (%s) of %d clean images, %d epochs", dataset, len(x_adv),
+    log.info("%s denoiser: %d training examples (%s) of %d clean images, %d epochs", dataset, len(x_adv),
              "+".join(cfg["train_on"]), len(unique), cfg["epochs"])
     for epoch in checkpoints.epochs(cfg["epochs"], {"model": model, "opt": opt, "gen": gen}, rows,
                                     f"{dataset} denoiser"):
