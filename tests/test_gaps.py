@@ -3,7 +3,7 @@ import json
 
 import yaml
 
-from featdefense.gaps import Value, against_paper, relation, trains_sentence, trend, write
+from featdefense.gaps import Value, against_paper, ceiling_sentence, relation, trains_sentence, trend, write
 from featdefense.stages.report import paper_results
 
 
@@ -34,6 +34,12 @@ def test_a_training_at_chance_is_said_to_collapse():
     said = trains_sentence("t", [Value("a", .101), Value("b", .45)])
     assert "collapses to chance" in said and "a (10.1)" in said and "trains under b (45.0)" in said
     assert "collapses" not in trains_sentence("t", [Value("b", .16)])
+
+
+def test_a_ceiling_below_the_paper_puts_it_out_of_reach():
+    assert "out of this autoencoder's reach" in ceiling_sentence("c", "fgsm", [_v(100, .80)], .92)
+    assert "lies below this ceiling" in ceiling_sentence("c", "fgsm", [_v(100, .99)], .92)
+    assert "within its interval" in ceiling_sentence("c", "fgsm", [_v(100, .91)], .92)
 
 
 def _evaluation(acc: dict, images=1000, degenerate=False):

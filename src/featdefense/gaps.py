@@ -4,8 +4,11 @@ per experiment that bears on it, chosen from the experiment's numbers by the rul
 
 An experiment is a folder under ARCHIVE/experiments/ with an `experiment.yaml` (what was run, and which of the
 paper's numbers it bears on) beside the metrics of its variants; the numbers are read from those files.
-`measures: accuracy.{attack}` (the same quantity as the paper's number) is compared with the paper's value and
-along the variants; `measures: clean_test_accuracy` (a training log's last row) says where training collapsed.
+Its `rule` says how its numbers are read: `compare` (the default for `measures: accuracy.{attack}`, the same
+quantity as the paper's number) sets them against the paper's value and along the variants; `ceiling` (a
+variant's clean accuracy, which no attack can raise) says whether the paper's value lies above that bound;
+`trains` (the default otherwise: a training log's `clean_test_accuracy`, its last row) says where training
+collapsed.
 Writes ARCHIVE/gaps.md and ARCHIVE/gaps.csv.
 """
 from __future__ import annotations
@@ -110,6 +113,18 @@ def trains_sentence(title: str, values: list[Value]) -> str:
     return f"{title}: the defence " + "; it ".join(parts) + "."
 
 
+def ceiling_sentence(title: str, attack: str, values: list[Value], paper: float) -> str:
+    """A variant that bounds the defence (its clean accuracy: no attack can raise it): where the paper's value
+    lies against that bound."""
+    parts = []
+    for v in values:
+        r = relation(v, paper)
+        parts.append(f"clean {v.pct()} ({v.label}): the paper's {ATTACKS[attack]} {100 * paper:.1f} "
+                     + {"above": "lies below this ceiling", "within": "lies within its interval",
+                        "below": "lies above this ceiling, out of this autoencoder's reach"}[r])
+    return f"{title}: " + "; ".join(parts) + "."
+
+
 def _dig(obj, dotted: str):
     for k in dotted.split("."):
         obj = obj[k]
@@ -159,10 +174,15 @@ def sentences(e: dict, dataset: str, defence: str, attack: str, paper: float) ->
             continue
         values = [read_value(e["dir"] / v["path"].format(dataset=dataset), str(v["label"]),
                              v.get("measures", e["measures"]).format(attack=attack)) for v in e["variants"]]
-        if e["measures"].startswith("accuracy."):
+        rule = e.get("rule", "compare" if e["measures"].startswith("accuracy.") else "trains")
+        if rule == "compare":
             said.append(compare_sentence(e["title"], e["varies"], attack, values, paper))
-        else:
+        elif rule == "ceiling":
+            said.append(ceiling_sentence(e["title"], attack, values, paper))
+        elif rule == "trains":
             said.append(trains_sentence(e["title"], values))
+        else:
+            raise GapsError(f"{e['dir'] / 'experiment.yaml'}: rule {rule!r} is none of compare, ceiling, trains")
         for v in e.get("evaluated", []):  # variants of a training experiment also evaluated
             value = read_value(e["dir"] / v["path"], str(v["label"]), f"accuracy.{attack}")
             said.append(f"{e['title']}, {v['label']} evaluated: {ATTACKS[attack]} {value.pct()}, "
