@@ -37,7 +37,7 @@ def test_a_training_at_chance_is_said_to_collapse():
 
 
 def test_a_ceiling_below_the_paper_puts_it_out_of_reach():
-    assert "out of this autoencoder's reach" in ceiling_sentence("c", "fgsm", [_v(100, .80)], .92)
+    assert "out of reach of this autoencoder" in ceiling_sentence("c", "fgsm", [_v(100, .80)], .92)
     assert "lies below this ceiling" in ceiling_sentence("c", "fgsm", [_v(100, .99)], .92)
     assert "within its interval" in ceiling_sentence("c", "fgsm", [_v(100, .91)], .92)
 

@@ -50,3 +50,10 @@ def test_the_gaps_report_is_the_archives_and_the_archive_regenerates_it():
     md, table = render(archive(section), rows(archive(section), paper_results()))
     assert md == gaps.read_text(), "rerun: featdefense gaps " + str(gaps.parent.relative_to(ROOT))
     assert table == gaps.with_suffix(".csv").read_text()
+
+
+def test_the_seeds_table_is_the_archives():
+    section = results_section()
+    seeds = archive(section) / "seeds" / "mnist.md"
+    shown = re.sub(r"^(#+) ", r"##\1 ", seeds.read_text().strip(), flags=re.M)
+    assert shown in section, f"README's seeds table differs from {seeds.relative_to(ROOT)}"

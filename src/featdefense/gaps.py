@@ -121,7 +121,7 @@ def ceiling_sentence(title: str, attack: str, values: list[Value], paper: float)
         r = relation(v, paper)
         parts.append(f"clean {v.pct()} ({v.label}): the paper's {ATTACKS[attack]} {100 * paper:.1f} "
                      + {"above": "lies below this ceiling", "within": "lies within its interval",
-                        "below": "lies above this ceiling, out of this autoencoder's reach"}[r])
+                        "below": "lies above this ceiling: out of reach of this autoencoder as trained here"}[r])
     return f"{title}: " + "; ".join(parts) + "."
 
 
