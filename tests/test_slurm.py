@@ -161,7 +161,7 @@ def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_
     shim = tmp_path / "bin" / "featdefense"
     shim.parent.mkdir()
     (tmp_path / "slow.py").write_text(SLOW_SAVES)
-    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {tmp_path / "slow.py"} 16 "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {tmp_path / "slow.py"} 40 "$@"\n')
     shim.chmod(0o755)
     attempts = tmp_path / "attempts.txt"
     env = {**env_for(project), **cluster, "ATTEMPTS": str(attempts)}
@@ -170,8 +170,11 @@ def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_
     prepared = STAGES["prepare"].made["prepared"].format(dataset="mnist")
     assert subprocess.run(["snakemake", "--cores", "1", prepared], cwd=project, env=env_for(project),
                           capture_output=True).returncode == 0
-    # a one-minute limit for a stage of four 16-s epochs, SLURM's warning 30 s before it
-    set_param(project, "resources.stages", {"train_target": {"runtime": 1, "warn_before_limit": 30}})
+    # a three-minute limit for a stage of four 40-s epochs, SLURM's warning 60 s before it. SLURM may send the
+    # warning up to 60 s early (sbatch --signal: "the resolution of event handling"), so it comes 60-120 s into
+    # the job: never before `featdefense run` has installed its handler (with a one-minute limit and a 30-s
+    # warning it could come at the job's start, be lost, and the job run into its limit)
+    set_param(project, "resources.stages", {"train_target": {"runtime": 3, "warn_before_limit": 60}})
 
     with open(tmp_path / "run.log", "w") as log:
         assert subprocess.run(SLURM_RUN + ["--retries", "4", "--verbose", target], cwd=project, env=env,
@@ -179,7 +182,7 @@ def test_a_job_warned_before_its_time_limit_stops_at_a_checkpoint_and_its_retry_
             (tmp_path / "run.log").read_text()[-3000:]
     run_log = (tmp_path / "run.log").read_text()
     calls = re.findall(r"^sbatch call: (sbatch .*)$", run_log, flags=re.M)
-    assert calls and all(" -t 1 " in c and f"--signal={STOP_SIGNAL}@30" in c for c in calls), calls
+    assert calls and all(" -t 3 " in c and f"--signal={STOP_SIGNAL}@60" in c for c in calls), calls
     # a job that did not finish stopped its stage on the warning, with the checkpoint saved (its status, and
     # so the job FAILED), or was killed at the limit where the warning came before the stage could hear it
     statuses = attempts.read_text().split()
