@@ -185,17 +185,22 @@ def sentences(e: dict, dataset: str, defence: str, attack: str, paper: float) ->
             raise GapsError(f"{e['dir'] / 'experiment.yaml'}: rule {rule!r} is none of compare, ceiling, trains")
         for v in e.get("evaluated", []):  # variants of a training experiment also evaluated
             value = read_value(e["dir"] / v["path"], str(v["label"]), f"accuracy.{attack}")
-            said.append(f"{e['title']}, {v['label']} evaluated: {ATTACKS[attack]} {value.pct()}, "
-                        f"{relation(value, paper)} the paper's {100 * paper:.1f}"
-                        + (" interval." if relation(value, paper) == "within" else "."))
+            where = {"within": f"the paper's {100 * paper:.1f} within its interval",
+                     "below": f"below the paper's {100 * paper:.1f}",
+                     "above": f"above the paper's {100 * paper:.1f}"}[relation(value, paper)]
+            said.append(f"{e['title']}, {v['label']} evaluated: {ATTACKS[attack]} {value.pct()}, {where}.")
     return said
 
 
-def seed_spread(archive: Path, dataset: str, defence: str, attack: str) -> str:
-    f = archive / "seeds" / f"{dataset}.json"
-    if not f.is_file():
+def seed_tables(archive: Path) -> dict[str, dict]:
+    """The archive's seeds summaries (`featdefense seeds`' json), by dataset."""
+    return {ds: json.loads(f.read_text()) for ds in DATASETS if (f := archive / "seeds" / f"{ds}.json").is_file()}
+
+
+def seed_spread(tables: dict[str, dict], dataset: str, defence: str, attack: str) -> str:
+    table = tables.get(dataset)
+    if table is None:
         return ""
-    table = json.loads(f.read_text())
     row = table["table"].get(DEFENCES[defence].label)
     if row is None:
         return ""
@@ -205,7 +210,7 @@ def seed_spread(archive: Path, dataset: str, defence: str, attack: str) -> str:
 
 def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
     """One row per number of the paper's tables: the archive's value and what each of `found` says of it."""
-    out = []
+    out, seeds = [], seed_tables(archive)
     numbers = [(ds, "unsecured", "clean", paper["clean_target"][ds]) for ds in DATASETS]
     numbers += [(ds, r["defence"], r["attack"], r[ds]) for ds in DATASETS for r in paper["rows"]]
     for ds, defence, attack, value in numbers:
@@ -223,7 +228,7 @@ def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
                 " (degenerate)" if json.loads(path.read_text())["degenerate"] else "")
         said = [s for e in found for s in sentences(e, ds, defence, attack, p)]
         out.append({"table": DATASETS[ds][0], "dataset": DATASETS[ds][1], "number": number, "paper": value,
-                    "ours": ours, "seeds": "" if attack == "clean" else seed_spread(archive, ds, defence, attack),
+                    "ours": ours, "seeds": "" if attack == "clean" else seed_spread(seeds, ds, defence, attack),
                     "relation": relation(ours, p), "said": said})
     return out
 
