@@ -12,6 +12,11 @@ def results_section() -> str:
     return readme[start:end]
 
 
+def as_in_readme(path: Path, deeper: int) -> str:
+    """An archived markdown file as README shows it: unedited but for its headings, `deeper` levels down."""
+    return re.sub(r"^(#+) ", "#" * deeper + r"\1 ", path.read_text().strip(), flags=re.M)
+
+
 def archive(section: str) -> Path:
     named = re.search(r"Everything behind\s+these numbers is in \[`(results/[^`]+?)/?`\]", section)
     assert named, "README's Results section must name the archive its numbers come from"
@@ -24,7 +29,7 @@ def test_results_tables_are_the_archived_reports():
     assert [p.parent.name for p in reports] == ["cifar10", "mnist"], reports
     for table in reports:
         # The report's headings sit one level deeper in README; nothing else may differ.
-        shown = re.sub(r"^(#+) ", r"#\1 ", table.read_text().strip(), flags=re.M)
+        shown = as_in_readme(table, 1)
         assert shown in section, f"README's {table.parent.name} tables differ from {table.relative_to(ROOT)}"
 
 
@@ -44,7 +49,7 @@ def test_the_gaps_report_is_the_archives_and_the_archive_regenerates_it():
     section = results_section()
     gaps = archive(section) / "gaps.md"
     # README shows the archived report (its headings one level deeper) ...
-    shown = re.sub(r"^(#+) ", r"##\1 ", gaps.read_text().strip(), flags=re.M)
+    shown = as_in_readme(gaps, 2)
     assert shown in section, f"README's gaps report differs from {gaps.relative_to(ROOT)}"
     # ... and the archived report is what the archive's metrics and experiments give today
     found = experiments(archive(section))
@@ -56,5 +61,5 @@ def test_the_gaps_report_is_the_archives_and_the_archive_regenerates_it():
 def test_the_seeds_table_is_the_archives():
     section = results_section()
     seeds = archive(section) / "seeds" / "mnist.md"
-    shown = re.sub(r"^(#+) ", r"##\1 ", seeds.read_text().strip(), flags=re.M)
+    shown = as_in_readme(seeds, 2)
     assert shown in section, f"README's seeds table differs from {seeds.relative_to(ROOT)}"
