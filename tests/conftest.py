@@ -41,8 +41,9 @@ TINY = {
     "denoiser": {"epochs": 1, "batch_size": 64},
     "defences": {"madry": {"epochs": 1, "steps": 3, "step_size": 0.1, "batch_size": 64, "ramp_epochs": 1},
                  "hgd": {"epochs": 1, "batch_size": 64}},
-    # AutoAttack's plus version is tested on its own (test_evaluation): here it would run in every build
-    "whitebox": {"autoattack": {"iterations": 3, "square_queries": 10, "plus_above": None}},
+    # AutoAttack's plus version and its reruns are tested on their own (test_evaluation): here they would run
+    # in every build
+    "whitebox": {"autoattack": {"iterations": 3, "square_queries": 10, "plus_above": None, "reruns": 0}},
     "sanity": {"test_size": 20, "restarts": 1},
     "robustness": {"steps": 5},
 }

@@ -109,7 +109,7 @@ def _params(epsilon: float, steps: int = 20, step_size: float | None = None) -> 
     p["attack"]["pgd"].update(epsilon=epsilon, steps=steps, step_size=step_size)
     p["whitebox"].update(step_sizes=[step_size], batch_size=200,
                          autoattack={"version": "standard", "iterations": 5, "square_queries": 100,
-                                     "plus_above": None})
+                                     "plus_above": None, "reruns": 0})
     p["robustness"].update(epsilons=[0, epsilon], steps=10, test_size=None)
     p["sanity"].update(test_size=None, restarts=3)
     return p
@@ -159,10 +159,10 @@ def test_checks_pass_on_the_plain_target_where_their_premise_holds(target):
     # this test was written on): the premise "converged" must hold on any processor, not on one set of bytes
     robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03, steps=40), _grey(target, target, x, y, 0.03))
     assert set(sanity) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget", "converged",
-                           "whitebox_not_above_greybox", "autoattack_plus", "gradient_free_not_stronger",
+                           "whitebox_not_above_greybox", "autoattack_plus", "autoattack_rerun", "gradient_free_not_stronger",
                            "autoattack_checks"}
     # the target itself: no defence whose clean accuracy could be lost; no plus (plus_above unset)
-    assert _verdicts(sanity) == {**{k: "pass" for k in sanity}, "autoattack_plus": "n/a",
+    assert _verdicts(sanity) == {**{k: "pass" for k in sanity}, "autoattack_plus": "n/a", "autoattack_rerun": "n/a",
                                  "keeps_clean_accuracy": "n/a"}, sanity
     assert sanity["converged"]["left"] > 0 and sanity["gradient_free_not_stronger"]["left"] > 0  # a comparison
     assert sanity["autoattack_checks"]["checks"]["zero_gradients"]["verdict"] == "pass"
@@ -402,3 +402,46 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
         f.write_text(f.read_text().replace('"test_images": 10', '"test_images": 20'))
     with pytest.raises(ValueError, match=r"different numbers of test images: \[10, 20\]"):
         from_archives(runs + [fewer], "mnist", tmp_path / "x.md")
+
+
+def _reruns_agree_with_counts(check: dict, cascade: dict, robust: torch.Tensor) -> None:
+    """Each rerun's counts are the cascade's own: the images before its first step, those after its last."""
+    names, counts = list(cascade), [line["correct"] for line in cascade.values()]
+    for run in (r for r in check["runs"] if r["run"] != "plus"):
+        steps = [i for i, k in enumerate(names) if f"AutoAttack {run['run']} (seed {run['seed']})" in k]
+        assert len(steps) == 4, (run, names)  # the standard version's four attacks
+        assert run["left"] == counts[steps[0] - 1] and run["broken"] == counts[steps[0] - 1] - counts[steps[-1]]
+    assert counts[-1] == summary(robust)["correct"]
+
+
+def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
+    # the masked defence at 0.25: each Square run, seeded anew, finds a few more of the images whose dark
+    # pixels it can flip; ten blank (all-bright) images it cannot change at all. Reruns break the lucky ones
+    # until a run breaks none of what is left
+    x, y = _templates(100, seed=2)
+    masked = nn.Sequential(_Quantiser(), target).eval()
+    blank = torch.full((10, 1, 28, 28), 0.8)
+    x, y = torch.cat([x, blank]), torch.cat([y, masked(blank).argmax(1)])
+    p = _params(0.25)
+    p["whitebox"]["autoattack"].update(iterations=1, square_queries=2, reruns=8)
+    p["sanity"]["restarts"], p["robustness"]["epsilons"] = 0, [0]  # no other attack with a random start after it
+    robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)
+    check = sanity["autoattack_rerun"]
+    runs = check["runs"]
+    assert check["verdict"] == "pass" and len(runs) > 2, check
+    assert runs[-1]["broken"] == 0 and all(r["broken"] > 0 for r in runs[:-1]), runs  # it stops at the first
+    assert summary(robust)["correct"] == runs[-1]["left"] and robust[-10:].all()  # the blank images among them
+    _reruns_agree_with_counts(check, cascade, robust)
+    # one rerun fewer than that: every run broke some, and the number is an upper bound
+    fewer = len(runs) - 2
+    p["whitebox"]["autoattack"]["reruns"] = fewer
+    robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)
+    check = sanity["autoattack_rerun"]
+    assert check["verdict"] == "FAIL" and "upper bound" in check["why"], check
+    assert check["runs"] == runs[:fewer]  # the same seeds break the same images
+    assert summary(robust)["correct"] == runs[fewer]["left"] > runs[-1]["left"]
+    _reruns_agree_with_counts(check, cascade, robust)
+    # none set, and no plus: nothing rechecked, n/a
+    p["whitebox"]["autoattack"]["reruns"] = 0
+    robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)
+    assert sanity["autoattack_rerun"]["verdict"] == "n/a" and not any("rerun" in k for k in cascade)

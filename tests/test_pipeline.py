@@ -87,7 +87,7 @@ def check_artifacts(project, datasets=DATASETS) -> None:
             # the curve at the table's epsilon is the table's white-box number, on the same (all 100) images
             assert curve["accuracy"][curve["epsilon"].index(0.2)] == acc["whitebox_pgd"]
             assert set(metrics["sanity"]) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget",
-                                              "converged", "whitebox_not_above_greybox", "autoattack_plus",
+                                              "converged", "whitebox_not_above_greybox", "autoattack_plus", "autoattack_rerun",
                                               "gradient_free_not_stronger", "autoattack_checks"}
             assert metrics["degenerate"] == (metrics["sanity"]["not_degenerate"]["verdict"] == "FAIL")
             agree_with_counts(metrics)

@@ -254,7 +254,8 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
                                    same_threat, reference_clean)
     sanity["gradient_free_not_stronger"] = square_check(square, p["sanity"]["tolerance"])
     robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
-    sanity["autoattack_checks"] = library_checks(library, plus)
+    robust, reruns = rerun(model, x, y, robust, p, device, label, after, sanity, plus)
+    sanity["autoattack_checks"] = library_checks(library, plus, reruns)
     # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
     # smaller ball is broken in a larger one): at the table's epsilon it is the table's number on the
     # curve's images (the first robustness.test_size)
@@ -274,11 +275,15 @@ def square_check(square: tuple[torch.Tensor, torch.Tensor] | None, tol: dict) ->
     return check
 
 
-def library_checks(library: AutoAttack | None, plus: AutoAttack | None = None) -> dict:
-    """AutoAttack's own checks, of the standard run and (prefixed "plus ") of the plus version's."""
+def library_checks(library: AutoAttack | None, plus: AutoAttack | None = None,
+                   reruns: list[AutoAttack] = ()) -> dict:
+    """AutoAttack's own checks, of the standard run, (prefixed "plus ") of the plus version's and (prefixed
+    "rerun k ") of each rerun's."""
     if library is None:
         return {"verdict": "n/a", "why": "AutoAttack not run", "what": "AutoAttack's own checks", "checks": {}}
-    checks = {**library.report(), **({f"plus {k}": v for k, v in plus.report().items()} if plus else {})}
+    runs = [("", library), *([("plus ", plus)] if plus else []),
+            *((f"rerun {k} ", r) for k, r in enumerate(reruns, 1))]
+    checks = {f"{prefix}{k}": v for prefix, run in runs for k, v in run.report().items()}
     verdicts = {c["verdict"] for c in checks.values()}
     failed = [k for k, c in checks.items() if c["verdict"] == "FAIL"]
     return {"verdict": "FAIL" if failed else "pass" if "pass" in verdicts else "n/a",
@@ -310,18 +315,75 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
     if why is not None:
         sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": why}
         return robust, None
-    plus = AutoAttack(model, epsilon=p["attack"]["pgd"]["epsilon"], version="plus", seed=p["seed"] + 1,
-                      iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
+    plus = built(model, p, "plus", p["seed"] + 1, device)
     before = robust
-    for name, attack in plus.attacks():
-        robust = after(f"white-box AutoAttack plus {name}", still_correct(model, attack, x, y, robust, bs, device,
-                                                                          f"{label} AutoAttack plus {name}",
-                                                                          plus.findings))
+    robust = cascaded(model, plus, "plus", x, y, robust, bs, device, label, after)
     check = nested(before, robust, tolerated(len(y), tol["images"], tol["share"]))
     if unconverged:
         check["why"] += f"; run because {' and '.join(unconverged)} failed"
     sanity["autoattack_plus"] = {"what": what, **check}
     return robust, plus
+
+
+def built(model, p: dict, version: str, seed: int, device) -> AutoAttack:
+    """AutoAttack's `version` at the configured budget, seeded with `seed`."""
+    aa = p["whitebox"]["autoattack"]
+    return AutoAttack(model, epsilon=p["attack"]["pgd"]["epsilon"], version=version, seed=seed,
+                      iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
+
+
+def cascaded(model, library: AutoAttack, name: str, x, y, robust, bs: int, device, label: str, after):
+    """Each attack of `library` in turn on the images still robust, a cascade step each ("AutoAttack <name>
+    <attack>"); returns the images it left."""
+    for attack_name, attack in library.attacks():
+        step = f"AutoAttack {name} {attack_name}"
+        robust = after(f"white-box {step}", still_correct(model, attack, x, y, robust, bs, device,
+                                                          f"{label} {step}", library.findings))
+    return robust
+
+
+def rerun(model, x, y, robust, p, device, label, after, sanity, plus: AutoAttack | None
+          ) -> tuple[torch.Tensor, list[AutoAttack]]:
+    """The white-box number rechecked as a reviewer rechecks it: AutoAttack built again with a new seed (its
+    plus version where that ran, else the configured one) on exactly the images every attack left, again
+    and again (at most `whitebox.autoattack.reruns` times) until a run breaks none of them. The plus version
+    (its own seed, after every other attack) is the first such run where it ran. The `autoattack_rerun`
+    check passes where the last run broke none, and fails where every run broke some: the number is then an
+    upper bound. Each run's breaks count. Returns the robust mask and the reruns."""
+    aa, bs = p["whitebox"]["autoattack"], p["whitebox"]["batch_size"]
+    version = "plus" if plus is not None else aa["version"]
+    what = (f"AutoAttack built again with a new seed (its plus version where that ran) on the images every attack "
+            f"left, up to {aa['reruns']} times (the plus run the first where it ran), until a run breaks none: "
+            "pass where the last run broke none")
+    runs = []  # per run: its seed, the images it ran on, how many it broke
+    if plus is not None:
+        runs.append({"run": "plus", "seed": p["seed"] + 1, "left": sanity["autoattack_plus"]["left"],
+                     "broken": sanity["autoattack_plus"]["broken"]})
+    why = ("AutoAttack not run" if aa["version"] == "none" else "no image left" if not robust.any() and not runs
+           else "no rerun set (whitebox.autoattack.reruns 0) and plus did not run" if not aa["reruns"] and not runs
+           else None)
+    if why is not None:
+        sanity["autoattack_rerun"] = {"verdict": "n/a", "what": what, "why": why, "runs": []}
+        return robust, []
+    reruns = []
+    for k in range(1, aa["reruns"] + 1):
+        if runs and runs[-1]["broken"] == 0 or not robust.any():
+            break
+        library = built(model, p, version, p["seed"] + 1 + k, device)
+        before = robust
+        robust = cascaded(model, library, f"rerun {k} (seed {library.seed})", x, y, robust, bs, device, label,
+                          after)
+        reruns.append(library)
+        runs.append({"run": f"rerun {k}", "seed": library.seed, "left": int(before.sum()),
+                     "broken": int((before & ~robust).sum())})
+    last = runs[-1]
+    verdict = "n/a" if not robust.any() else "pass" if last["broken"] == 0 else "FAIL"
+    said = ", ".join(f"{r['run']} (seed {r['seed']}) broke {r['broken']} of {r['left']}" for r in runs)
+    why = {"n/a": f"no image left to recheck: {said}", "pass": f"the last run broke none: {said}",
+           "FAIL": f"every run broke images: {said}; the white-box number is an upper bound"}[verdict]
+    sanity["autoattack_rerun"] = {"verdict": verdict, "what": what, "why": why, "runs": runs,
+                                  "last_broken": last["broken"]}
+    return robust, reruns
 
 
 def robustness_curve(model, x, y, clean, cfg: dict, pgd: dict, batch_size: int, device, gen, defence: str,

@@ -182,7 +182,14 @@ def plus(cfg: dict) -> str:
         return ""
     return (f", and where it stays above {pct(cfg['plus_above'])}% after them (or keeps any image while the "
             "convergence or gradient-free check failed) AutoAttack's plus version (restarts, APGD-DLR, FAB) on "
-            "the images left")
+            "the images left") + reruns(cfg)
+
+
+def reruns(cfg: dict) -> str:
+    if cfg["version"] == "none" or not cfg.get("reruns"):
+        return ""
+    return (f"; then AutoAttack again with a new seed (plus where it ran) on the images left, until a run breaks "
+            f"none, at most {cfg['reruns']} times")
 
 
 def sanity_caption(evaluations: dict[str, dict]) -> str:
@@ -193,7 +200,7 @@ def sanity_caption(evaluations: dict[str, dict]) -> str:
     lines = [f"- {k}: {v['what']}" for k, v in checks.items()]
     images = first["sanity"]["unbounded_budget"]["accuracy"]["images"]
     return (f"The costly checks on the first {images} test images; gradient_free_not_stronger and "
-            "autoattack_plus on all of them (their cascade steps), the degenerate and clean-accuracy checks on "
+            "autoattack_plus, autoattack_rerun on all of them (their cascade steps), the degenerate and clean-accuracy checks on "
             "all. A paired check counts the images the stronger attack newly broke among those the reference "
             "left (≤: how many it tolerates); n/a: its premise does not hold (why below).\n"
             + "\n".join(lines) + "\n\n" + sanity_notes(evaluations))
