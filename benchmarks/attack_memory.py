@@ -33,11 +33,11 @@ def loop_peak(prepared: Path, out: Path, attack: str, batch_size: int, pgd_steps
     from pgd import PeakMemory  # puts src/ on the path too
 
     from featdefense.attacks import FGSM, PGD
-    from featdefense.models.lenet import Target
+    from featdefense.targets.lenet import LeNet
     from featdefense.stages.attack import attack_split
 
     torch.set_num_threads(1)
-    model = Target().eval().requires_grad_(False)
+    model = LeNet().eval().requires_grad_(False)
     attacker = FGSM(model, 0.2) if attack == "fgsm" else PGD(model, epsilon=0.2, steps=pgd_steps, step_size=0.1)
     with h5py.File(prepared, "r") as f, h5py.File(out, "w") as o:
         labels = f["y"][()]

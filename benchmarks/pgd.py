@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / ".bench"))  # torchattacks, where `make benchmark` put it
 
 from featdefense.attacks.pgd import PGD  # noqa: E402
-from featdefense.models.lenet import OneChannelConv2d, Target  # noqa: E402
+from featdefense.targets.lenet import LeNet, OneChannelConv2d  # noqa: E402
 
 
 # -- the machine -------------------------------------------------------------------------------------
@@ -92,12 +92,12 @@ def model_and_images(n: int, device: torch.device, smoke: bool, project: Path):
 
     target_file, prepared = project / "data/models/mnist/target.pt", project / "data/prepared/mnist.h5"
     if not smoke and target_file.is_file() and prepared.is_file():
-        model, _ = load_module(target_file, Target(), device)
+        model, _ = load_module(target_file, LeNet(), device)
         x, y = load_split(prepared, "test", np.arange(n))
         what = f"the trained target ({target_file}), the first {n} MNIST test images of {prepared}"
     else:
         torch.manual_seed(0)
-        model = Target().to(device).eval()
+        model = LeNet().to(device).eval()
         x = torch.rand(n, 1, 28, 28)
         y = model(x.to(device)).argmax(1).cpu()
         what = f"a random LeNet and {n} random images (no pipeline run here: figures of speed only)"
@@ -118,7 +118,7 @@ def flops_per_image_iteration(model, x, y) -> float:
 # -- the attacks -------------------------------------------------------------------------------------
 
 def lenet(state_dict: dict, device, channels_last: bool, one_channel_conv: bool, pool_first: bool):
-    """The target's network with some of its speed-ups: all three is featdefense's Target; none is the
+    """The target's network with some of its speed-ups: all three is featdefense's LeNet; none is the
     plain network (NCHW, ReLU before pooling, autograd's own input gradient), the code before them."""
     nn = torch.nn
 
@@ -136,7 +136,7 @@ VARIANTS = {  # our PGD on the target's network, the speed-ups added one by one 
     "featdefense PGD, plain LeNet (the code before)": (False, False, False),
     "  + channels-last weights": (True, False, False),
     "  + first convolution's input gradient by matmul + col2im": (True, True, False),
-}  # and all three, + ReLU after pooling: the Target itself, the row "featdefense PGD"
+}  # and all three, + ReLU after pooling: the LeNet itself, the row "featdefense PGD"
 
 
 def ours(model, a, variant=None):
@@ -224,7 +224,7 @@ def main() -> None:
     print(f"device: {device.type} ({where}); torch {torch.__version__}")
     print(f"model and data: {what}")
     print(f"PGD: epsilon {a.epsilon}, {a.steps} steps of {a.step_size}, random start, batches of {a.batch_size}; "
-          "every attack on the target (featdefense's Target), ours also on its network without its speed-ups")
+          "every attack on the target (featdefense's LeNet), ours also on its network without its speed-ups")
     print(f"options: weights {a.memory_format}, mixed precision {a.amp}")
     print(f"one step = {flops / 1e6:.2f} MFLOP per image (forward + input gradient); "
           f"fp32 matrix-product peak measured here: {peak:.1f} GFLOP/s\n")

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 import yaml
 
 from featdefense.attacks.loss import cross_entropy
-from featdefense.models.lenet import Target
-from featdefense.training import load_module, load_split
+from featdefense import targets
+from featdefense.training import load_split
 
 
 def fgsm(model, x, y, eps, loss):
@@ -35,7 +35,7 @@ def main(project: Path, dataset: str = "mnist", images: int = 1000) -> None:
     torch.set_num_threads(1)
     p = yaml.safe_load((project / "params.yaml").read_text())
     eps = p["attack"]["fgsm"]["epsilon"]
-    model = load_module(project / f"data/models/{dataset}/target.pt", Target(), "cpu")[0].requires_grad_(False)
+    model = targets.load(project / f"data/models/{dataset}/target.pt", "cpu")[0].requires_grad_(False)
     x, y = load_split(project / f"data/prepared/{dataset}.h5", "test")
     x, y = x[:images], y[:images]
     with torch.no_grad():

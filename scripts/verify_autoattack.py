@@ -17,9 +17,9 @@ import torch
 import yaml
 
 from featdefense.defences import DEFENCES
-from featdefense.models.lenet import Target
+from featdefense import targets
 from featdefense.stages.evaluate import defended_model, load_defence
-from featdefense.training import load_module, load_split
+from featdefense.training import load_split
 
 
 def rebuilt(model, eps: float, iterations: int, queries: int, seed: int):
@@ -42,7 +42,7 @@ def main(project: Path, dataset: str, defences: list[str]) -> None:
     if aa["version"] != "standard":
         sys.exit(f"{project}: AutoAttack's {aa['version']} version; this rebuilds the standard one only")
     iterations, queries = aa["iterations"] or 100, aa["square_queries"] or 5000
-    target = load_module(project / f"data/models/{dataset}/target.pt", Target(), "cpu")[0]
+    target = targets.load(project / f"data/models/{dataset}/target.pt", "cpu")[0]
     for name in defences:
         d = DEFENCES[name]
         m = json.loads((project / f"data/metrics/{dataset}/evaluate_{name}.json").read_text())

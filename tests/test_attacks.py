@@ -2,7 +2,7 @@ import torch
 
 from featdefense.attacks import FGSM, PGD
 from featdefense.attacks.pgd import project
-from featdefense.models.lenet import Target
+from featdefense.targets.lenet import LeNet
 
 
 def test_projection_stays_in_the_ball_and_the_image_range():
@@ -19,7 +19,7 @@ def test_projection_stays_in_the_ball_and_the_image_range():
 
 def test_fgsm_is_one_signed_gradient_step_of_epsilon():
     torch.manual_seed(0)
-    model = Target()
+    model = LeNet()
     x = torch.rand(6, 1, 28, 28) * 0.5 + 0.25  # away from the [0, 1] borders: no clipping
     y = torch.randint(0, 10, (6,))
     adv = FGSM(model, epsilon=0.2)(x, y)
@@ -30,9 +30,9 @@ def test_fgsm_is_one_signed_gradient_step_of_epsilon():
     assert ((moved - 0.2).abs() < 1e-6).float().mean() > 0.5  # most pixels move by the full epsilon
 
 
-def fitted(x: torch.Tensor, y: torch.Tensor, iterations: int) -> Target:
+def fitted(x: torch.Tensor, y: torch.Tensor, iterations: int) -> LeNet:
     """A two-class LeNet fitted to (x, y) by full-batch Adam."""
-    model = Target(num_classes=2)
+    model = LeNet(num_classes=2)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     for _ in range(iterations):
         opt.zero_grad()
@@ -58,7 +58,7 @@ def test_pgd_stays_within_epsilon_and_lowers_accuracy_of_a_trained_model():
 
 def test_pgd_without_random_start_is_deterministic():
     torch.manual_seed(0)
-    model = Target()
+    model = LeNet()
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
     attack = PGD(model, epsilon=0.2, steps=3, step_size=0.1, random_start=False)
     assert torch.equal(attack(x, y), attack(x, y))
@@ -68,7 +68,7 @@ def test_the_whitebox_cascade_attacks_only_images_still_robust_and_never_revives
     from featdefense.stages.evaluate import still_correct
 
     torch.manual_seed(0)
-    model = Target().eval().requires_grad_(False)
+    model = LeNet().eval().requires_grad_(False)
     x = torch.rand(10, 1, 28, 28)
     y = model(x).argmax(1)  # the model is right on every clean image
     attacked = []
@@ -128,7 +128,7 @@ def test_apgd_stays_in_the_ball_and_breaks_an_undefended_model():
     from featdefense.attacks.apgd import APGD
 
     torch.manual_seed(0)
-    model = Target().eval().requires_grad_(False)
+    model = LeNet().eval().requires_grad_(False)
     x = torch.rand(50, 1, 28, 28)
     y = model(x).argmax(1)
     adv = APGD(model, epsilon=0.1, steps=10)(x, y)
@@ -140,7 +140,7 @@ def test_bpda_predicts_through_the_defence_and_differentiates_through_the_target
     from featdefense.stages.evaluate import bpda_model
 
     torch.manual_seed(0)
-    target = Target().eval()
+    target = LeNet().eval()
     blackout = torch.nn.Module()
     blackout.forward = lambda x: torch.zeros_like(x)  # a defence with no useful gradient at all
     model = bpda_model(blackout, target)

@@ -18,7 +18,7 @@ def test_a_stage_s_code_is_found_in_its_imports_every_form_of_them():
     """A stage's code is derived from its imports (pipeline.code_of): the finder must see each form the
     package uses, and a defence the evaluation finds by name must be added by the graph."""
     code = set(STAGES["report"].code_paths)
-    assert {f"{PKG}/{f}" for f in ("stages/report.py", "stages/evaluate.py", "models/lenet.py", "io.py",
+    assert {f"{PKG}/{f}" for f in ("stages/report.py", "stages/evaluate.py", "targets/lenet.py", "io.py",
                                    "__init__.py", "models/__init__.py", "training.py", "attacks/autoattack.py", "accuracy.py",
                                    "attacks/__init__.py", "defences/__init__.py", "paper_results.yaml")} <= code
     assert f"{PKG}/defences/median_filter.py" in STAGES["evaluate_median_filter"].code_paths

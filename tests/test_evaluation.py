@@ -14,7 +14,7 @@ from torch import nn
 from featdefense.accuracy import degenerate, summary, wilson
 from featdefense.attacks import PGD
 from featdefense.attacks.autoattack import AutoAttack
-from featdefense.models.lenet import Target
+from featdefense.targets.lenet import LeNet
 from featdefense.stages.evaluate import seeded, still_correct, whitebox
 
 from .conftest import PAPER
@@ -74,7 +74,7 @@ def target():
     torch.set_num_threads(1)  # the suite runs two workers on two cores
     torch.manual_seed(0)
     x, y = _templates(1000, seed=1)
-    model = Target()
+    model = LeNet()
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(3):
         for s in range(0, len(y), 100):
@@ -121,7 +121,7 @@ def _evaluate(model, x, y, p, grey_pgd: torch.Tensor, same_threat: bool = False,
     clean = predictions == y
     correct = {"clean": clean, "fgsm": clean, "pgd": grey_pgd, "whitebox_fgsm": clean}
     return whitebox(model, x, y, predictions, correct, p, "cpu", seeded(0, "cpu"), "test", None, same_threat,
-                    None if reference is None else reference(x).argmax(1) == y)
+                    None if reference is None else reference(x).argmax(1) == y, classes=10)
 
 
 def _grey(target, model, x, y, epsilon):

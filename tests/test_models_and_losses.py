@@ -5,18 +5,18 @@ import torch
 
 from featdefense.losses import PIXEL, feature_loss_terms, mean_squares, term_names
 from featdefense.models.autoencoder import Denoiser
-from featdefense.models.lenet import Target
+from featdefense.targets.lenet import LeNet
 from featdefense.models.vgg import LossNetwork, vgg16_features
 
 PAPER_LAYERS = ["relu2_2", "relu3_3", "relu4_3"]
 
 
 def test_target_maps_28x28_images_to_10_logits():
-    assert Target()(torch.rand(5, 1, 28, 28)).shape == (5, 10)
-    assert sum(p.numel() for p in Target().parameters()) == (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 500 + 500) + (500 * 10 + 10)
+    assert LeNet()(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+    assert sum(p.numel() for p in LeNet().parameters()) == (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 500 + 500) + (500 * 10 + 10)
 
 
-def plain_lenet(target: Target) -> torch.nn.Sequential:
+def plain_lenet(target: LeNet) -> torch.nn.Sequential:
     """The paper's network as written (ReLU before pooling, NCHW, autograd's own gradients), same weights."""
     nn = torch.nn
     plain = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(20, 50, 5), nn.ReLU(),
@@ -27,7 +27,7 @@ def plain_lenet(target: Target) -> torch.nn.Sequential:
 
 def test_target_computes_the_papers_network_and_its_gradients():
     torch.manual_seed(0)
-    target = Target()
+    target = LeNet()
     plain = plain_lenet(target)
     x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
     grads = {}

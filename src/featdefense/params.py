@@ -18,15 +18,17 @@ class ParamsError(FeatdefenseError):
 
 
 def schema() -> dict:
-    """The schema file, with each defence module's schema for its section `defences.<name>` added, and
-    the stage names `resources.stages` may hold."""
+    """The schema file, with each defence module's schema for its section `defences.<name>` added, the
+    target modules `target.architecture` may name, and the stage names `resources.stages` may hold."""
     from .defences import DEFENCES
     from .pipeline import STAGES
+    from .targets import TARGETS
 
     full = yaml.safe_load(SCHEMA_PATH.read_text())
     sections = {name: d.schema for name, d in DEFENCES.items() if d.schema is not None}
     full["properties"]["defences"] = {"type": "object", "additionalProperties": False,
                                       "required": sorted(sections), "properties": sections}
+    full["properties"]["target"]["properties"]["architecture"] = {"enum": sorted(TARGETS)}
     full["properties"]["resources"]["properties"]["stages"].update(
         additionalProperties=False, properties={name: {"$ref": "#/$defs/job"} for name in STAGES})
     return full

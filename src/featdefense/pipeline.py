@@ -15,6 +15,7 @@ from pathlib import Path
 from .attacks import NAMES as ATTACK_NAMES
 from .data.sources import DATASETS
 from .defences import DEFENCES, Defence
+from .targets import modules as target_modules
 
 WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACK_NAMES)}
 PKG = "src/featdefense"
@@ -67,8 +68,12 @@ class Stage:
     @property
     def code_paths(self) -> list[str]:
         """Every source file it runs: its runner module and all it imports, the modules in `code` and all
-        they import, and the other files in `code` (data the package ships)."""
+        they import, and the other files in `code` (data the package ships). A stage that imports the
+        targets package builds the target its model file names, which the graph cannot know: every target
+        module counts."""
         modules = [_file_of(self.function.split(":")[0])] + [SRC / c for c in self.code if c.endswith(".py")]
+        if SRC / "targets" / "__init__.py" in code_of(*modules):
+            modules += [SRC / m for m in target_modules()]
         files = set(code_of(*modules)) | {SRC / c for c in self.code if not c.endswith(".py")}
         return sorted(f"{PKG}/{f.relative_to(SRC).as_posix()}" for f in files)
 

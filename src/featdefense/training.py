@@ -54,9 +54,12 @@ def predict(model, x: torch.Tensor, device, batch_size: int = 1000) -> torch.Ten
     return torch.cat([model(x[s].to(device)).argmax(1).cpu() for s in batches(len(x), batch_size)])
 
 
-def load_module(path: str | Path, module: torch.nn.Module, device) -> tuple[torch.nn.Module, dict]:
-    """Load a featdefense model file into `module`; returns it (eval mode, on device) and its meta."""
+def load_module(path: str | Path, module, device) -> tuple[torch.nn.Module, dict]:
+    """Load a featdefense model file into `module` (or into what `module(meta)` builds from the file's meta);
+    returns it (eval mode, on device) and its meta."""
     blob = load_model_file(path)
+    if not isinstance(module, torch.nn.Module):
+        module = module(blob["meta"])
     try:
         module.load_state_dict(blob["state_dict"])
     except RuntimeError as e:

@@ -20,10 +20,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import checkpoints
+from .. import checkpoints, targets
 from ..io import atomic_path, provenance, save_model
-from ..models.lenet import Target
-from ..training import batches, load_module, load_split, load_train_examples, setup
+from ..training import batches, load_split, load_train_examples, setup
 from . import Defence
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor)
 def train(p, inp, out, dataset):
     device = setup(p)
     cfg = p["defences"]["hgd"]
-    target, _ = load_module(inp["target"], Target(), device)
+    target, _, _ = targets.load(inp["target"], device)
     target.requires_grad_(False)
     x_adv, index = load_train_examples(inp, cfg["train_on"])  # a clean image is its own target
     x_clean, _ = load_split(inp["prepared"], "train", index)

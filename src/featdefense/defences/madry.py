@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import checkpoints
+from .. import checkpoints, targets
 from ..attacks import PGD
 from ..io import atomic_path, provenance, save_model
-from ..models.lenet import Target
-from ..training import batches, load_module, load_split, predict, setup, subset
+from ..training import batches, load_split, predict, setup, subset
 from . import Defence
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,9 @@ def train(p, inp, out, dataset):
     keep = torch.from_numpy(subset(len(y_train), cfg["train_size"], p["seed"]))
     x_train, y_train = x_train[keep], y_train[keep]
     x_test, y_test = load_split(inp["prepared"], "test")
-    model = load_module(inp["target"], Target(), device)[0] if cfg["warm_start"] else Target().to(device)
+    model, _, architecture = targets.load(inp["target"], device)  # the target's own architecture
+    if not cfg["warm_start"]:
+        model = architecture.build(architecture.classes).to(device)
     opt = (torch.optim.Adam(model.parameters(), lr=cfg["lr"]) if cfg["optimizer"] == "adam" else
            torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"]))
     gen = torch.Generator().manual_seed(p["seed"])
@@ -76,16 +77,17 @@ def train(p, inp, out, dataset):
         log.info("%s madry epoch %d/%d: loss %.4f, PGD train accuracy %.4f, clean test %.4f", dataset, epoch,
                  cfg["epochs"], total / len(order), correct / len(order), clean)
     save_model(out["model"], model, {**provenance("train_madry", p, inp), "dataset": dataset,
-                                     "train_examples": len(x_train), "final": rows[-1]})
+                                     "architecture": architecture.name, "train_examples": len(x_train),
+                                     "final": rows[-1]})
     with atomic_path(out["log"]) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 _POS = {"type": "integer", "minimum": 1}
 DEFENCE = Defence(
-    name="madry", label="Madry (2017)", kind="classifier", build=lambda _: Target(), train=train,
+    name="madry", label="Madry (2017)", kind="classifier", train=train,
     train_inputs=("prepared", "target"),
-    paper_key="madry", order=10, description="the target's LeNet adversarially trained with PGD",
+    paper_key="madry", order=10, description="the target's network adversarially trained with PGD",
     schema={
         "type": "object", "additionalProperties": False,
         "required": ["epsilon", "steps", "step_size", "epochs", "batch_size", "lr", "train_size", "warm_start",

@@ -1,3 +1,3 @@
-"""The paper's networks, one module each: lenet.Target (the classifier under attack),
-autoencoder.Denoiser, vgg.LossNetwork. Import them from their modules: a stage's code is what it imports
-(featdefense.pipeline.code_of), so this file imports nothing."""
+"""The paper's other networks, one module each: autoencoder.Denoiser, vgg.LossNetwork (the target, the
+classifier under attack, is a plug-in: featdefense.targets). Import them from their modules: a stage's code
+is what it imports (featdefense.pipeline.code_of), so this file imports nothing."""

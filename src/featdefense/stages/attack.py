@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import attacks, checkpoints
+from .. import attacks, checkpoints, targets
 from ..io import atomic_path, open_h5, provenance
-from ..models.lenet import Target
-from ..training import batches, load_module, setup, subset, to_tensor
+from ..training import batches, setup, subset, to_tensor
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
@@ -27,7 +26,7 @@ def run(p, inp, out, dataset, attack):
     device = setup(p)
     cfg = p["attack"]
     spec = cfg[attack]
-    target, _ = load_module(inp["target"], Target(), device)
+    target, _, _ = targets.load(inp["target"], device)
     target.requires_grad_(False)
     attacker = attacks.build(attack, target, spec)
     with atomic_path(out["adversarial"]) as tmp, h5py.File(tmp, "w") as f:
@@ -63,8 +62,9 @@ def in_halves_on_oom(attacker, x, y, gen):
 def attack_split(g, attacker, target, images, labels, index, batch_size, gen, device, label):
     """Attack images[index] batch by batch, reading and writing one batch at a time."""
     n = len(index)
-    x_adv = g.create_dataset("x_adv", shape=(n, 1, 28, 28), dtype="float32",
-                             chunks=(min(batch_size, n), 1, 28, 28), track_times=False)
+    shape = to_tensor(images[:1]).shape[1:]  # (channels, height, width), as the target takes them
+    x_adv = g.create_dataset("x_adv", shape=(n, *shape), dtype="float32",
+                             chunks=(min(batch_size, n), *shape), track_times=False)
     pred = g.create_dataset("pred", shape=(n,), dtype="int64", track_times=False)
     g.create_dataset("index", data=index, track_times=False)
     g.create_dataset("y", data=labels[index], track_times=False)

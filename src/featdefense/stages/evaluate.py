@@ -31,13 +31,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import checkpoints
+from .. import checkpoints, targets
 from ..accuracy import degenerate, nested, summary, tolerated
 from ..attacks import FGSM, PGD
 from ..attacks.autoattack import CHECKS, AutoAttack
 from ..defences import DEFENCES, Defence
 from ..io import ArtifactError, open_h5, write_json
-from ..models.lenet import Target
 from ..training import batches, load_module, load_split, predict, setup
 
 log = logging.getLogger(__name__)
@@ -108,6 +107,9 @@ def seeded(seed: int, device):
 
 def load_defence(d, p: dict, model_path: str | None, device) -> tuple[torch.nn.Module, dict]:
     """The defence's module (trained weights loaded from model_path, if it has any) and their meta."""
+    if d.kind == "classifier":  # a network of the target's architecture: its file names which
+        module, meta, _ = targets.load(model_path, device)
+        return module, meta
     module = d.build(d.params_of(p))
     if model_path is None:
         return module.to(device).eval(), {}
@@ -117,7 +119,7 @@ def load_defence(d, p: dict, model_path: str | None, device) -> tuple[torch.nn.M
 def run(p, inp, out, dataset, defence):
     device = setup(p)
     d = DEFENCES[defence]
-    target, target_meta = load_module(inp["target"], Target(), device)
+    target, target_meta, architecture = targets.load(inp["target"], device)
     module, meta = load_defence(d, p, inp.get("model"), device)
     model = defended_model(d, module, target)
     x_files, index, attack_params, attack_prov = {}, None, {}, None
@@ -155,7 +157,8 @@ def run(p, inp, out, dataset, defence):
     same_threat = d.kind == "classifier" or undefended  # the grey-box attack is the white-box one
     correct["whitebox_pgd"], cascade, curve, sanity = whitebox(model, x, y, predictions, correct, p, device, gen,
                                                                defence, bpda, same_threat,
-                                                               None if undefended else predict(target, x, device) == y)
+                                                               None if undefended else predict(target, x, device) == y,
+                                                               classes=architecture.classes)
 
     accuracy = {k: share(v) for k, v in correct.items()}
     with open_h5(inp["prepared"]) as f:
@@ -183,7 +186,7 @@ def run(p, inp, out, dataset, defence):
         "robustness": curve,
         "data": {"canonical": canonical, "test_images": int(len(index)),
                  "target_train_images": target_meta["metrics"]["train_size"]},
-        "target": {"epochs": target_meta["metrics"]["epochs"],
+        "target": {"architecture": architecture.name, "epochs": target_meta["metrics"]["epochs"],
                    "clean_accuracy_full_test_set": target_meta["metrics"]["clean_test_accuracy"]},
         "attacks": {**attack_params, "subset_sizes": {k: attack_prov["params"]["attack"][k]
                                                       for k in ("train_size", "test_size")},
@@ -200,12 +203,13 @@ def run(p, inp, out, dataset, defence):
 
 
 def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda=None, same_threat: bool = False,
-             reference_clean: torch.Tensor | None = None):
+             reference_clean: torch.Tensor | None = None, *, classes: int):
     """The white-box PGD cascade, the robustness curve and the sanity checks of `model` (defence and
     classifier end to end) on images x, y, given the masks `correct` of clean, grey-box and white-box FGSM.
     `bpda`: the BPDA surrogate of an image-to-image defence, if it has one. `same_threat`: the grey-box
     attack is this white-box one (a defence that is the classifier, or none). `reference_clean`: the
-    undefended target's clean mask on the same images (for the clean-accuracy check). Returns the per-image
+    undefended target's clean mask on the same images (for the clean-accuracy check). `classes`: how many
+    the target tells apart (the degenerate check). Returns the per-image
     robust mask (every attack), the cascade (accuracy after each attack), the curve and the checks."""
     wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
     pgd = {**p["attack"]["pgd"], "best": True}
@@ -250,7 +254,7 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     if pgd["epsilon"] in masks:
         robust = after(f"white-box PGD of the robustness curve (first {n} images)",
                        torch.cat([robust[:n] & masks[pgd["epsilon"]], robust[n:]]))
-    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after,
+    sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after, classes,
                                    same_threat, reference_clean)
     sanity["gradient_free_not_stronger"] = square_check(square, p["sanity"]["tolerance"])
     robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
@@ -420,7 +424,8 @@ def curve_summary(cfg: dict, pgd: dict, masks: dict[float, torch.Tensor], n: int
             "test_images": n, "epsilon": sorted(masks), "accuracy": accuracy, "interval_95": intervals}
 
 
-def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after, same_threat=False,
+def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after, classes: int,
+                  same_threat=False,
                   reference_clean=None):
     """The checks a reviewer runs against a robustness claim, each {verdict: pass | FAIL | n/a, what, and
     the figures that decided it}. Paired checks compare attacks on the same images and count the images
@@ -433,7 +438,7 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
     m = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
     xs, ys, clean = x[:m], y[:m], correct["clean"][:m]
     checks = {}
-    deg = degenerate(predictions, 10, cfg["degenerate_share"])
+    deg = degenerate(predictions, classes, cfg["degenerate_share"])
     checks["not_degenerate"] = {"verdict": "FAIL" if deg["degenerate"] else "pass", **deg,
                                 "why": f"class {deg['majority_class']} for {deg['majority_share']:.1%} of the clean "
                                        "test images",

@@ -21,7 +21,7 @@ import yaml  # noqa: E402
 
 from ..defences import DEFENCES  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
-from ..models.lenet import Target  # noqa: E402
+from .. import targets  # noqa: E402
 from ..training import load_module, load_split, setup  # noqa: E402
 from .evaluate import load_defence, read_test  # noqa: E402
 
@@ -130,7 +130,7 @@ def caption(evaluations: dict[str, dict]) -> str:
     lines = [
         f"Dataset: {first['dataset']} ({data}); {d['test_images']} test images; adversarial train examples of "
         f"{a['subset_sizes']['train_size'] or 'all'} train images per attack.",
-        f"Target: LeNet, {first['target']['epochs']} epoch(s) on {d['target_train_images']} images (clean accuracy "
+        f"Target: {targets.architecture(first['target']).label}, {first['target']['epochs']} epoch(s) on {d['target_train_images']} images (clean accuracy "
         f"on the full test set {100 * first['target']['clean_accuracy_full_test_set']:.1f}%).",
         f"Attacks: FGSM eps {a['fgsm']['epsilon']}; PGD eps {pgd['epsilon']}, {pgd['steps']} steps of "
         f"{pgd['step_size']}, random start {pgd['random_start']}. Grey-box: crafted on the undefended target and "
@@ -278,7 +278,7 @@ def feature_noise_figure(path, target, rows: list[tuple[str, torch.Tensor]], cha
 
 def pick_examples(y: np.ndarray, fooled: np.ndarray, k: int) -> np.ndarray:
     """Up to k fooled test images, one per class first, in index order."""
-    chosen = [int(np.flatnonzero(fooled & (y == c))[0]) for c in range(10) if (fooled & (y == c)).any()][:k]
+    chosen = [int(np.flatnonzero(fooled & (y == c))[0]) for c in np.unique(y[fooled])][:k]
     rest = [int(i) for i in np.flatnonzero(fooled) if i not in chosen]
     return np.array(sorted(chosen + rest[:k - len(chosen)]), dtype=int)
 
@@ -306,7 +306,7 @@ def run(p, inp, out, dataset):
                       f"{dataset}: {next(iter(evaluations.values()))['robustness']['attack']}")
 
     device = setup(p)
-    target, _ = load_module(inp["target"], Target(), device)
+    target, _, _ = targets.load(inp["target"], device)
     preprocessors = {name: load_defence(d, p, inp.get(f"model_{name}"), device)[0]
                      for name, d in DEFENCES.items() if d.kind == "preprocessor"}
     denoisers = {name: m for name, m in preprocessors.items() if not isinstance(m, torch.nn.Identity)}

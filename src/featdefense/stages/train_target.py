@@ -1,4 +1,5 @@
-"""train_target: the paper's LeNet on clean images (Adam, cross-entropy); saves it and its clean accuracy."""
+"""train_target: the target (`target.architecture`, the paper's LeNet by default) on clean images (Adam,
+cross-entropy); saves it, its architecture and its clean accuracy."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import checkpoints
+from .. import checkpoints, targets
 from ..io import atomic_path, provenance, save_model, write_json
-from ..models.lenet import Target
 from ..training import batches, load_split, predict, setup
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,10 @@ def run(p, inp, out, dataset):
     cfg = p["target"]
     x_train, y_train = load_split(inp["prepared"], "train")
     x_test, y_test = load_split(inp["prepared"], "test")
-    model = Target().to(device)
+    t = targets.declared(cfg["architecture"])
+    for split, (x, y) in {"train": (x_train, y_train), "test": (x_test, y_test)}.items():
+        targets.check_data(t, x.shape, y, f"{inp['prepared']} ({split} split)")
+    model = t.build(t.classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(p["seed"])
     rows = []
@@ -48,9 +51,10 @@ def run(p, inp, out, dataset):
         log.info("%s target epoch %d/%d: loss %.4f, train %.4f, clean test %.4f", dataset, epoch,
                  cfg["epochs"], total / seen, correct / seen, test_acc)
     metrics = {"dataset": dataset, "clean_test_accuracy": rows[-1]["test_accuracy"],
-               "train_size": len(x_train), "test_size": len(x_test), "epochs": cfg["epochs"]}
+               "train_size": len(x_train), "test_size": len(x_test), "epochs": cfg["epochs"], "architecture": t.name}
     save_model(out["target"], model, {**provenance("train_target", p, {"prepared": inp["prepared"]}),
-                                      "dataset": dataset, "metrics": metrics})
+                                      "dataset": dataset, "architecture": t.name,
+                                      "metrics": metrics})
     write_json(out["metrics"], metrics)
     with atomic_path(out["log"]) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

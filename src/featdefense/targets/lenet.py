@@ -1,4 +1,4 @@
-"""The target classifier: the paper's 4-layer LeNet on 28x28x1 images in [0, 1].
+"""The paper's target: a 4-layer LeNet on 28x28x1 images in [0, 1] (the default target.architecture).
 
 Written for the gradient with respect to the input, which every attack step takes (benchmarks/pgd.py,
 README: Performance); the function, and its gradients, are the paper's network's:
@@ -12,6 +12,8 @@ The state dict is the plain network's (same keys, same shapes): model files load
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import Target
 
 
 class _OneChannelConv(torch.autograd.Function):
@@ -47,7 +49,7 @@ class OneChannelConv2d(nn.Conv2d):
         return _OneChannelConv.apply(x, self.weight, self.bias)
 
 
-class Target(nn.Sequential):
+class LeNet(nn.Sequential):
     def __init__(self, num_classes: int = 10):
         super().__init__(
             OneChannelConv2d(20, 5), nn.MaxPool2d(2, 2), nn.ReLU(),  # 20 x 12 x 12
@@ -57,3 +59,7 @@ class Target(nn.Sequential):
             nn.Linear(500, num_classes),
         )
         self.to(memory_format=torch.channels_last)
+
+
+TARGET = Target(name="lenet", label="LeNet", input_shape=(1, 28, 28), classes=10, build=lambda classes: LeNet(classes),
+                order=0, description="the paper's LeNet: two 5x5 convolutions (20, 50) with max-pooling, 500 hidden")
