@@ -1,5 +1,6 @@
 """The documentation site builds with `mkdocs build --strict` (mkdocs.yml's validation makes a broken link or
-anchor, and a page left out of the nav, a failure), and the nav and docs/ hold the same pages."""
+anchor, and a page left out of the nav, a failure), the nav and docs/ hold the same pages, and README stays
+short: the detail is on the pages it links to."""
 import importlib.util
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+README_MAX_LINES = 250
 
 
 def nav_pages(nav: list) -> list[str]:
@@ -34,6 +36,11 @@ def test_the_nav_names_every_page_and_only_pages():
     pages = {str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")}
     assert not pages - set(nav), f"pages in docs/ that mkdocs.yml's nav leaves out: {sorted(pages - set(nav))}"
     assert not set(nav) - pages, f"nav entries with no page in docs/: {sorted(set(nav) - pages)}"
+
+
+def test_readme_is_short():
+    lines = len((ROOT / "README.md").read_text().splitlines())
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail to docs/"
 
 
 def test_lists_render_as_on_github():
