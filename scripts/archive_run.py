@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Archive a finished pipeline run into results/NAME/ (committed to git) so README figures can be traced.
+"""Archive a finished pipeline run into results/NAME/ (committed to git) so docs/results.md's figures can be traced.
 
 usage: python scripts/archive_run.py RUN_DIR NAME
 

@@ -1,5 +1,5 @@
 """The benchmarks still run (seconds, smoke mode). Nothing here asserts a speed: speeds are measured by
-`make benchmark` and reported in README, never tested."""
+`make benchmark` and reported in docs/performance.md, never tested."""
 import subprocess
 import sys
 

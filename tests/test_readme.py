@@ -1,8 +1,10 @@
-"""README's Results section shows what the pipeline wrote: the archive it names, its tables unedited."""
+"""README's Results section and docs/results.md show what the pipeline wrote: the archive they name, its files
+unedited."""
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_PAGE = ROOT / "docs" / "results.md"
 
 
 def results_section() -> str:
@@ -12,54 +14,73 @@ def results_section() -> str:
     return readme[start:end]
 
 
-def as_in_readme(path: Path, deeper: int) -> str:
-    """An archived markdown file as README shows it: unedited but for its headings, `deeper` levels down."""
-    return re.sub(r"^(#+) ", "#" * deeper + r"\1 ", path.read_text().strip(), flags=re.M)
+def results_page() -> str:
+    return RESULTS_PAGE.read_text()
 
 
-def archive(section: str) -> Path:
-    named = re.search(r"Everything behind\s+these numbers is in \[`(results/[^`]+?)/?`\]", section)
-    assert named, "README's Results section must name the archive its numbers come from"
+def as_shown(path: Path, deeper: int, upto: str | None = None) -> str:
+    """An archived markdown file as a page shows it: unedited but for its headings, `deeper` levels down;
+    with `upto`, only what comes before the first line that starts with it."""
+    text = path.read_text()
+    if upto is not None:
+        text = text[:text.index("\n" + upto)]
+    return re.sub(r"^(#+) ", "#" * deeper + r"\1 ", text.strip(), flags=re.M)
+
+
+def archive(shown: str, where: str) -> Path:
+    named = re.search(r"Everything behind\s+these numbers is in\s+\[?`(results/[^`]+?)/?`", shown)
+    assert named, f"{where} must name the archive its numbers come from"
     return ROOT / named.group(1)
 
 
+def test_readme_and_the_results_page_name_one_archive():
+    assert archive(results_section(), "README's Results section") == archive(results_page(), "docs/results.md")
+
+
 def test_results_tables_are_the_archived_reports():
-    section = results_section()
-    reports = sorted((archive(section) / "reports").glob("*/table.md"))
+    section, page = results_section(), results_page()
+    reports = sorted((archive(page, "docs/results.md") / "reports").glob("*/table.md"))
     assert [p.parent.name for p in reports] == ["cifar10", "mnist"], reports
     for table in reports:
-        # The report's headings sit one level deeper in README; nothing else may differ.
-        shown = as_in_readme(table, 1)
-        assert shown in section, f"README's {table.parent.name} tables differ from {table.relative_to(ROOT)}"
+        # docs/results.md shows the whole report (tables, sanity checks, captions) at its own heading levels ...
+        assert as_shown(table, 0) in page, \
+            f"docs/results.md's {table.parent.name} tables differ from {table.relative_to(ROOT)}"
+        # ... README its accuracy table and caption (up to the sanity checks), one level deeper; nothing else differs
+        shown = as_shown(table, 1, upto="### ")
+        assert "| attack " in shown and shown in section, \
+            f"README's {table.parent.name} table differs from {table.relative_to(ROOT)}"
 
 
 def test_results_figures_come_from_the_same_archive():
-    section = results_section()
-    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
-    assert figures, "the Results section shows the report's figures"
+    page = results_page()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
+    assert figures, "docs/results.md shows the report's figures"
     for figure in figures:
-        assert (ROOT / figure).is_file(), figure
-        assert (ROOT / figure).is_relative_to(archive(section)), f"{figure} is not from the archive named"
+        path = RESULTS_PAGE.parent / figure  # docs/figures/ holds links into the archive
+        assert path.is_file(), figure
+        assert path.resolve().is_relative_to(archive(page, "docs/results.md").resolve()), \
+            f"{figure} is not from the archive named"
 
 
 def test_the_gaps_report_is_the_archives_and_the_archive_regenerates_it():
     from featdefense.gaps import experiments, render, rows
     from featdefense.stages.report import paper_results
 
-    section = results_section()
-    gaps = archive(section) / "gaps.md"
-    # README shows the archived report (its headings one level deeper) ...
-    shown = as_in_readme(gaps, 2)
-    assert shown in section, f"README's gaps report differs from {gaps.relative_to(ROOT)}"
+    page = results_page()
+    run = archive(page, "docs/results.md")
+    gaps = run / "gaps.md"
+    # docs/results.md shows the archived report (its headings two levels deeper) ...
+    shown = as_shown(gaps, 2)
+    assert shown in page, f"docs/results.md's gaps report differs from {gaps.relative_to(ROOT)}"
     # ... and the archived report is what the archive's metrics and experiments give today
-    found = experiments(archive(section))
-    md, table = render(archive(section), rows(archive(section), paper_results(), found), found)
-    assert md == gaps.read_text(), "rerun: featdefense gaps " + str(gaps.parent.relative_to(ROOT))
+    found = experiments(run)
+    md, table = render(run, rows(run, paper_results(), found), found)
+    assert md == gaps.read_text(), "rerun: featdefense gaps " + str(run.relative_to(ROOT))
     assert table == gaps.with_suffix(".csv").read_text()
 
 
 def test_the_seeds_table_is_the_archives():
-    section = results_section()
-    seeds = archive(section) / "seeds" / "mnist.md"
-    shown = as_in_readme(seeds, 2)
-    assert shown in section, f"README's seeds table differs from {seeds.relative_to(ROOT)}"
+    page = results_page()
+    seeds = archive(page, "docs/results.md") / "seeds" / "mnist.md"
+    shown = as_shown(seeds, 1)
+    assert shown in page, f"docs/results.md's seeds table differs from {seeds.relative_to(ROOT)}"
