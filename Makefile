@@ -35,7 +35,7 @@ endif
 	featdefense params apply $(if $(filter-out paper,$(CONFIG)),configs/$(CONFIG).yaml) $(if $(DATA),configs/offline.yaml)
 	snakemake --profile workflow/profiles/local --cores $(CORES) all
 
-# The benchmarks (README: Performance): PGD against ART's and torchattacks', the denoiser's training step,
+# The benchmarks (docs/performance.md): PGD against ART's and torchattacks', the denoiser's training step,
 # the attack stage's memory. torchattacks pins an old `requests`, so it
 # goes to .bench/ (on the benchmark's path only), not into .venv.
 benchmark: setup

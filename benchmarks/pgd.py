@@ -132,7 +132,7 @@ def lenet(state_dict: dict, device, channels_last: bool, one_channel_conv: bool,
     return model.to(device).to(memory_format=fmt).eval().requires_grad_(False)
 
 
-VARIANTS = {  # our PGD on the target's network, the speed-ups added one by one (README: Performance)
+VARIANTS = {  # our PGD on the target's network, the speed-ups added one by one (docs/performance.md)
     "featdefense PGD, plain LeNet (the code before)": (False, False, False),
     "  + channels-last weights": (True, False, False),
     "  + first convolution's input gradient by matmul + col2im": (True, True, False),

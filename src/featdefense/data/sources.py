@@ -65,7 +65,7 @@ def _fetch_url(url: str, dest: Path, retries: int, backoff: float) -> None:
             if attempt == retries:
                 raise DownloadError(
                     f"{url}: could not download after {retries} attempts ({e}). Without network, name a "
-                    f"local directory holding the canonical files in sources.local.yaml (see README, "
+                    f"local directory holding the canonical files in sources.local.yaml (see docs/run.md, "
                     f"'Offline sources')") from None
         wait = backoff * 2 ** (attempt - 1)
         log.warning("download of %s failed (attempt %d/%d); retrying in %.0fs", url, attempt, retries, wait)

@@ -6,7 +6,7 @@ A defence module defines `DEFENCE = Defence(...)`: its name, its row label, what
 architecture whose model file names it), the JSON schema of its section, and, when it learns, a
 `train(p, inp, out, dataset)` function. The stage graph
 (pipeline.py) gives every defence an `evaluate_<name>` stage, a `train_<name>` stage when it trains, and
-its rows in the report: nothing else needs to know about it. See README, "Adding a defence".
+its rows in the report: nothing else needs to know about it. See docs/add-a-defence.md.
 
 Declared and found as every plug-in kind is (plugins.py): read from the source, not imported; DEFENCE's
 arguments are literals, but `build` may be any expression and `train` names a function of the module (or

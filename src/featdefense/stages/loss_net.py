@@ -36,7 +36,7 @@ def imagenet1k_v1() -> tuple[dict, str]:
         raise FeatdefenseError(
             f"loss_net: could not download torchvision's VGG16 {weights.name} weights from {weights.url} "
             f"({e}). Offline, set loss_net.weights: file with loss_net.sha256 and the matching "
-            f"loss_net.preprocessing, and the file's path as loss_net in {LOCAL_FILE} (see README, "
+            f"loss_net.preprocessing, and the file's path as loss_net in {LOCAL_FILE} (see docs/run.md, "
             f"'Offline sources').") from None
     return _features_only(state), weights.url
 

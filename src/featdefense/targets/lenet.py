@@ -1,7 +1,7 @@
 """The paper's target: a 4-layer LeNet on 28x28x1 images in [0, 1] (the default target.architecture).
 
 Written for the gradient with respect to the input, which every attack step takes (benchmarks/pgd.py,
-README: Performance); the function, and its gradients, are the paper's network's:
+docs/performance.md); the function, and its gradients, are the paper's network's:
 - weights in channels-last memory format: oneDNN's convolutions run about 1.5x faster on a CPU;
 - the first convolution's input gradient by a matrix product and col2im (`fold`): oneDNN's own, for a
   one-channel input, was the costliest operation of an attack step;
