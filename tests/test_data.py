@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 from pathlib import Path
 
@@ -5,7 +6,8 @@ import numpy as np
 import pytest
 
 from featdefense.data import sources
-from featdefense.data.formats import FormatError, read_cifar10, read_idx, read_mnist
+from featdefense.data.formats import FormatError, read_cifar10, read_idx, read_idx_split
+from featdefense.datasets import DATASETS
 from featdefense.data.transforms import grayscale_resize
 
 from . import fixtures
@@ -38,8 +40,8 @@ def test_grayscale_rejects_non_rgb_input():
 
 def test_idx_and_cifar_parsers_read_the_canonical_formats(tmp_path):
     fixtures.write_mnist(tmp_path / "mnist", n_train=20, n_test=10)
-    x, y = read_mnist(tmp_path / "mnist", "train")
-    assert x.shape == (20, 28, 28) and x.dtype == np.uint8 and y.tolist() == [i % 10 for i in range(20)]
+    x, y = read_idx_split(tmp_path / "mnist", "train")
+    assert x.shape == (20, 1, 28, 28) and x.dtype == np.uint8 and y.tolist() == [i % 10 for i in range(20)]
     fixtures.write_cifar10(tmp_path / "cifar10", n_train=50, n_test=10)
     x, y = read_cifar10(tmp_path / "cifar10", "train")
     assert x.shape == (50, 32, 32, 3) and y.shape == (50,)
@@ -59,7 +61,7 @@ def test_download_from_a_local_directory_verifies_canonical_md5(tmp_path, monkey
     src = tmp_path / "src"
     md5 = fixtures.write_mnist(src, 20, 10)
     name = "train-labels-idx1-ubyte.gz"
-    monkeypatch.setitem(sources.CANONICAL_MD5, "mnist", dict(md5))  # pretend the fixture is canonical
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], files=dict(md5)))  # as canonical
     v = sources.fetch("mnist", name, str(src), tmp_path / "out", {})
     assert v.canonical and (tmp_path / "out" / name).read_bytes() == (src / name).read_bytes()
 
@@ -70,7 +72,7 @@ def test_download_with_a_wrong_checksum_keeps_nothing_and_says_why(tmp_path):
     with pytest.raises(sources.DownloadError) as err:
         sources.fetch("mnist", "t10k-images-idx3-ubyte.gz", str(src), tmp_path / "out", {})
     msg = str(err.value)
-    assert "t10k-images-idx3-ubyte.gz" in msg and sources.CANONICAL_MD5["mnist"]["t10k-images-idx3-ubyte.gz"] in msg
+    assert "t10k-images-idx3-ubyte.gz" in msg and DATASETS["mnist"].files["t10k-images-idx3-ubyte.gz"] in msg
     assert found in msg and "download.mnist.checksums" in msg
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -103,8 +105,8 @@ def test_unreachable_url_names_the_offline_option(tmp_path):
 
 
 def test_canonical_md5s_match_the_offline_copy_of_mnist():
-    # the MD5s are written once, in featdefense.data.sources; the offline copies (when present) match
+    # the MD5s are written once, in the dataset's module; the offline copies (when present) match
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     if not shared.is_dir():
         pytest.skip("../shared/data not present")
-    assert fixtures.md5s(shared) == sources.CANONICAL_MD5["mnist"]
+    assert fixtures.md5s(shared) == DATASETS["mnist"].files

@@ -31,9 +31,9 @@ def test_the_paper_is_within_below_or_above_an_interval():
 
 
 def test_a_training_at_chance_is_said_to_collapse():
-    said = trains_sentence("t", [Value("a", .101), Value("b", .45)])
+    said = trains_sentence("t", [Value("a", .101), Value("b", .45)], 10)
     assert "collapses to chance" in said and "a (10.1)" in said and "trains under b (45.0)" in said
-    assert "collapses" not in trains_sentence("t", [Value("b", .16)])
+    assert "collapses" not in trains_sentence("t", [Value("b", .16)], 10)
 
 
 def test_a_ceiling_below_the_paper_puts_it_out_of_reach():

@@ -45,10 +45,10 @@ def check_artifacts(project, datasets=DATASETS) -> None:
     for ds in datasets:
         with h5py.File(project / f"data/prepared/{ds}.h5") as f:
             for split, n in (("train", 300), ("test", 100)):
-                assert f[split]["x"].shape == (n, 28, 28) and f[split]["x"].dtype == np.uint8
+                assert f[split]["x"].shape == (n, 1, 28, 28) and f[split]["x"].dtype == np.uint8
                 assert f[split]["y"].shape == (n,) and f[split]["y"].dtype == np.int64
             assert not f.attrs["canonical"]  # the fixtures are named by checksum override
-            clean = {s: f[s]["x"][()].astype(np.float32)[:, None] / 255 for s in ("train", "test")}
+            clean = {s: f[s]["x"][()].astype(np.float32) / 255 for s in ("train", "test")}
         for attack in ("fgsm", "pgd"):
             with h5py.File(project / f"data/adversarial/{ds}/{attack}.h5") as f:
                 assert json.loads(f.attrs["params"])["epsilon"] == eps[attack]

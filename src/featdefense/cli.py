@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from . import FeatdefenseError, audit, checkpoints, params as params_mod, runs
+from .datasets import DATASETS
 from .io import environment
 from .pipeline import STAGES, STOP_SIGNAL, WILDCARD_VALUES, dvc_yaml
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     se = sub.add_parser("seeds", help="run the pipeline for one dataset under several seeds (DVC experiments) and "
                                       "write data/seeds/<dataset>.md: each accuracy's mean and sd across them")
     se.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    se.add_argument("--dataset", choices=WILDCARD_VALUES["dataset"], default="mnist")
+    se.add_argument("--dataset", choices=list(DATASETS), default="mnist")
     se.add_argument("--from", dest="archives", nargs="+", type=Path, metavar="DIR",
                     help="summarise archived runs (results/<name>/, one seed each) instead of running the seeds")
     se.add_argument("--jobs", "-j", type=int, default=1,

@@ -23,13 +23,14 @@ import yaml
 
 from . import FeatdefenseError
 from .accuracy import wilson
+from .datasets import DATASETS as ALL_DATASETS
 from .defences import DEFENCES
 from .io import write_text
 
-CHANCE = 0.1           # ten classes in both datasets
 COLLAPSE_MARGIN = 0.05  # a clean accuracy within this of chance is a training that collapsed
 ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "clean": "clean"}
-DATASETS = {"mnist": ("Table 1", "MNIST"), "cifar10": ("Table 2", "CIFAR-10")}
+# the paper's datasets (a dataset module naming its table): (table, label)
+DATASETS = {name: (d.paper_table, d.label) for name, d in ALL_DATASETS.items() if d.paper_table}
 
 
 class GapsError(FeatdefenseError):
@@ -100,13 +101,14 @@ def compare_sentence(title: str, varies: str, attack: str, values: list[Value], 
             f"{against_paper(values, paper, varies)}.")
 
 
-def trains_sentence(title: str, values: list[Value]) -> str:
-    collapsed = [v for v in values if v.accuracy <= CHANCE + COLLAPSE_MARGIN]
+def trains_sentence(title: str, values: list[Value], classes: int) -> str:
+    chance = 1 / classes  # a classifier guessing one class
+    collapsed = [v for v in values if v.accuracy <= chance + COLLAPSE_MARGIN]
     trained = [v for v in values if v not in collapsed]
     parts = []
     if collapsed:
         parts.append("collapses to chance (clean test accuracy within "
-                     f"{100 * COLLAPSE_MARGIN:.0f} points of {100 * CHANCE:.0f}%) under "
+                     f"{100 * COLLAPSE_MARGIN:.0f} points of {100 * chance:.0f}%) under "
                      + ", ".join(f"{v.label} ({v.pct()})" for v in collapsed))
     if trained:
         parts.append("trains under " + ", ".join(f"{v.label} ({v.pct()})" for v in trained))
@@ -180,7 +182,7 @@ def sentences(e: dict, dataset: str, defence: str, attack: str, paper: float) ->
         elif rule == "ceiling":
             said.append(ceiling_sentence(e["title"], attack, values, paper))
         elif rule == "trains":
-            said.append(trains_sentence(e["title"], values))
+            said.append(trains_sentence(e["title"], values, ALL_DATASETS[dataset].classes))
         else:
             raise GapsError(f"{e['dir'] / 'experiment.yaml'}: rule {rule!r} is none of compare, ceiling, trains")
         for v in e.get("evaluated", []):  # variants of a training experiment also evaluated

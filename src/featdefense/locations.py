@@ -16,12 +16,12 @@ from pathlib import Path
 import yaml
 
 from . import FeatdefenseError
+from .datasets import DATASETS
 
 LOCAL_FILE = Path("sources.local.yaml")
-CANONICAL = {  # the hosts method.md names; torchvision's weights come from torchvision's own URL
-    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist",
-    "cifar10": "https://www.cs.toronto.edu/~kriz",
-}
+# the hosts each dataset module names (method.md's for the paper's); torchvision's weights come from
+# torchvision's own URL
+CANONICAL = {name: d.source for name, d in DATASETS.items()}
 KEYS = (*CANONICAL, "loss_net")
 
 

@@ -19,7 +19,9 @@ class ParamsError(FeatdefenseError):
 
 def schema() -> dict:
     """The schema file, with each defence module's schema for its section `defences.<name>` added, the
-    target modules `target.architecture` may name, and the stage names `resources.stages` may hold."""
+    dataset modules `datasets` may list (each with its section `download.<name>`), the target modules
+    `target.architecture` may name, and the stage names `resources.stages` may hold."""
+    from .datasets import DATASETS
     from .defences import DEFENCES
     from .pipeline import STAGES
     from .targets import TARGETS
@@ -29,6 +31,9 @@ def schema() -> dict:
     full["properties"]["defences"] = {"type": "object", "additionalProperties": False,
                                       "required": sorted(sections), "properties": sections}
     full["properties"]["target"]["properties"]["architecture"] = {"enum": sorted(TARGETS)}
+    full["properties"]["datasets"]["items"] = {"enum": list(DATASETS)}
+    full["properties"]["download"].update(required=list(DATASETS),
+                                          properties={name: {"$ref": "#/$defs/source"} for name in DATASETS})
     full["properties"]["resources"]["properties"]["stages"].update(
         additionalProperties=False, properties={name: {"$ref": "#/$defs/job"} for name in STAGES})
     return full

@@ -13,11 +13,14 @@ from itertools import product
 from pathlib import Path
 
 from .attacks import NAMES as ATTACK_NAMES
-from .data.sources import DATASETS
+from .datasets import DATASETS
+from .datasets import listed as listed_datasets
 from .defences import DEFENCES, Defence
 from .targets import modules as target_modules
 
-WILDCARD_VALUES = {"dataset": list(DATASETS), "attack": list(ATTACK_NAMES)}
+# the datasets params.yaml lists (a dataset module each); DVC's matrix reads the same list (${datasets})
+WILDCARD_VALUES = {"dataset": listed_datasets(), "attack": list(ATTACK_NAMES)}
+PARAMS_LIST = {"dataset": "datasets"}  # a wildcard whose values are a params list, as DVC names it
 PKG = "src/featdefense"
 # the signal a scheduler sends a job before its time limit (resources.warn_before_limit): `featdefense run`
 # saves what it is doing in its checkpoint and stops (checkpoints.ask_to_stop); the next job resumes it.
@@ -292,7 +295,8 @@ def dvc_stages() -> dict:
         t = lambda path: _dvc_template(path, s.wildcards)  # noqa: E731
         body: dict = {}
         if s.wildcards:
-            body["matrix"] = {w: list(WILDCARD_VALUES[w]) for w in s.wildcards}
+            body["matrix"] = {w: "${%s}" % PARAMS_LIST[w] if w in PARAMS_LIST else list(WILDCARD_VALUES[w])
+                              for w in s.wildcards}
         body["cmd"] = t(s.cmd)
         body["deps"] = s.code_paths + [t(p) for p in s.deps.values()]
         if s.params:
@@ -310,7 +314,8 @@ def dvc_plots() -> list[dict]:
     """Top-level plots: robust accuracy against epsilon, one line per defence, per dataset."""
     return [{ROBUSTNESS.format(dataset=ds): {
         "x": "epsilon", "y": list(DEFENCES), "title": f"{ds}: accuracy under white-box PGD (params: robustness) against epsilon",
-        "x_label": "epsilon (L-infinity)", "y_label": "accuracy"}} for ds in WILDCARD_VALUES["dataset"]]
+        "x_label": "epsilon (L-infinity)", "y_label": "accuracy"}} for ds in DATASETS]  # every declared one:
+    # dvc.yaml is the same whichever datasets a run lists (a plot of a dataset not run has no file to show)
 
 
 def dvc_yaml() -> str:

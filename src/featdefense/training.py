@@ -27,8 +27,8 @@ def setup(p: dict) -> torch.device:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)
+    """uint8 (N, C, H, W) -> float32 (N, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255)
 
 
 def load_split(prepared: str | Path, split: str, index: np.ndarray | None = None):

@@ -1,4 +1,5 @@
-"""Parsers for the canonical raw formats: MNIST's gzipped IDX files and CIFAR-10's python tarball."""
+"""Parsers for the canonical raw formats: gzipped IDX files (MNIST, Fashion-MNIST) and CIFAR-10's python
+tarball. Below the dataset modules, which name their files and what a split is."""
 from __future__ import annotations
 
 import gzip
@@ -11,7 +12,7 @@ import numpy as np
 
 from .. import FeatdefenseError
 
-MNIST_FILES = {
+IDX_FILES = {  # MNIST's file names, which Fashion-MNIST keeps
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
@@ -41,13 +42,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def read_mnist(raw_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    images_name, labels_name = MNIST_FILES[split]
+def read_idx_split(raw_dir: str | Path, split: str, label: str = "MNIST") -> tuple[np.ndarray, np.ndarray]:
+    """A split of an MNIST-like dataset (IDX files of MNIST's names): uint8 images (N, 1, H, W), int64 labels."""
+    images_name, labels_name = IDX_FILES[split]
     x = read_idx(Path(raw_dir) / images_name)
     y = read_idx(Path(raw_dir) / labels_name)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise FormatError(f"{raw_dir}: MNIST {split} images {x.shape} and labels {y.shape} do not match")
-    return x, y.astype(np.int64)
+        raise FormatError(f"{raw_dir}: {label} {split} images {x.shape} and labels {y.shape} do not match")
+    return x[:, None], y.astype(np.int64)
 
 
 def read_cifar10(raw_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Canonical raw files, their MD5s, and a verified download from a URL prefix or a local directory."""
+"""A verified download of a dataset's raw files (their canonical MD5s: the dataset's module) from a URL
+prefix or a local directory."""
 from __future__ import annotations
 
 import logging
@@ -11,23 +12,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import FeatdefenseError
+from ..datasets import DATASETS
 from ..io import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 
-# The canonical files (method.md; torchvision knows the same MD5s). Written here once.
-CANONICAL_MD5 = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
-    "cifar10": {
-        "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
-    },
-}
-DATASETS = tuple(CANONICAL_MD5)
 
 
 class DownloadError(FeatdefenseError):
@@ -43,9 +32,10 @@ class Verified:
 
 def expected_md5(dataset: str, name: str, overrides: dict[str, str]) -> tuple[str, bool]:
     """The MD5 a file must have, and whether that is the canonical one."""
-    if name in overrides and overrides[name] != CANONICAL_MD5[dataset][name]:
+    canonical = DATASETS[dataset].files[name]
+    if name in overrides and overrides[name] != canonical:
         return overrides[name], False
-    return CANONICAL_MD5[dataset][name], True
+    return canonical, True
 
 
 def _is_url(source: str) -> bool:
@@ -95,5 +85,5 @@ def fetch(dataset: str, name: str, source: str, dest_dir: Path, overrides: dict[
                 f"its MD5 under download.{dataset}.checksums.")
     if not canonical:
         log.warning("%s is NOT the canonical file (MD5 %s, canonical %s); results will say so",
-                    name, want, CANONICAL_MD5[dataset][name])
+                    name, want, DATASETS[dataset].files[name])
     return Verified(name, want, canonical)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 
 from ..data import MANIFEST
-from ..data.sources import CANONICAL_MD5, fetch
+from ..data.sources import fetch
+from ..datasets import DATASETS
 from ..io import atomic_path, write_json
 from ..locations import location
 
@@ -16,7 +17,7 @@ def run(p, inp, out, dataset):
     source = location(dataset)  # where, not what: the checksums say what, and they are the params
     files = {}
     with atomic_path(out["raw"], directory=True) as staging:
-        for name in CANONICAL_MD5[dataset]:
+        for name in DATASETS[dataset].files:
             log.info("fetching %s from %s", name, source)
             v = fetch(dataset, name, source, staging, spec["checksums"])
             files[name] = {"md5": v.md5, "canonical": v.canonical}

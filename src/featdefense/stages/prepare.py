@@ -1,4 +1,5 @@
-"""prepare: decode the raw files to uint8 arrays (N, 28, 28); CIFAR-10 grayscale-resized to 28x28.
+"""prepare: decode the raw files to uint8 arrays (N, C, H, W) with the dataset module's reader (CIFAR-10's
+grayscale-resizes to 28x28), checked against what the module declares before anything is written.
 
 Stored as uint8 (pixel value = 255 * intensity); every stage reads them as float32 x / 255 in [0, 1].
 """
@@ -11,19 +12,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..data.formats import read_cifar10, read_mnist
-from ..data.transforms import grayscale_resize
-from ..io import atomic_path, provenance
 from ..data import MANIFEST
+from ..datasets import DATASETS, checked
+from ..io import atomic_path, provenance
 
 log = logging.getLogger(__name__)
 
 
 def decode(raw_dir: Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    if dataset == "mnist":
-        return read_mnist(raw_dir, split)
-    rgb, y = read_cifar10(raw_dir, split)
-    return grayscale_resize(rgb), y
+    d = DATASETS[dataset]
+    return checked(d, *d.read(raw_dir, split), f"{raw_dir} ({split} split)")
 
 
 def run(p, inp, out, dataset):

@@ -74,8 +74,8 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
             row = published.get((attack, key), {})
             paper_value = row.get(dataset)
             if attack == "clean" and key == "unsecured":
-                paper_value = paper["clean_target"][dataset]
-            broken = row.get("broken")
+                paper_value = paper["clean_target"].get(dataset)
+            broken = row.get("broken") if dataset in paper["clean_target"] else None  # a dataset the paper had
             on_itself = attack != "clean" and m["defence"]["kind"] == "classifier"
             wb = m["intervals"][WHITEBOX[attack]] if attack in WHITEBOX else None
             rows.append({
@@ -90,7 +90,10 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
                 "paper_says_broken": None if broken is None else ("yes" if broken else "no"),
                 "flags": flags(m) or None,
             })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if dataset not in paper["clean_target"]:  # a dataset the paper did not cover: no paper columns
+        df = df.drop(columns=["paper_%", "paper_says_broken"])
+    return df
 
 
 def verdict(check: dict | None) -> str:
@@ -289,7 +292,7 @@ def run(p, inp, out, dataset):
     with atomic_path(out["table_csv"]) as tmp:
         df.to_csv(tmp, index=False)
     eps = next(iter(evaluations.values()))["attacks"]["pgd"]["epsilon"]
-    title = f"## {dataset}: accuracy (%) at epsilon {eps}, ours beside the paper's"
+    title = f"## {dataset}: accuracy (%) at epsilon {eps}" + (", ours beside the paper's" if "paper_%" in df else "")
     shown = df.astype(object)
     for i, row in df.iterrows():  # a degenerate classifier's accuracy is no robustness: no number is shown
         if evaluations[next(n for n, m in evaluations.items() if m["defence"]["label"] == row["defence"])]["degenerate"]:
