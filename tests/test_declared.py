@@ -33,7 +33,7 @@ def allowed_reads(stage, wildcards) -> tuple[set[str], list[str]]:
     """Files and folders a stage instance may open: its code, inputs and outputs (with their temporary
     names), its own checkpoint folder, and sources.local.yaml where the graph says it reads where its
     inputs lie."""
-    files = set(stage.code_paths) | {p.format(**wildcards) for p in stage.deps.values()}
+    files = {p.format(**wildcards) for p in stage.code_paths} | {p.format(**wildcards) for p in stage.deps.values()}
     outputs = [p.format(**wildcards) for p in stage.products.values()] + \
               [(checkpoints.ROOT / stage.instance_name(**wildcards)).as_posix()]
     folders = [p.format(**wildcards) for k, p in stage.deps.items() if k in {"raw"}] + \

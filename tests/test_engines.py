@@ -18,9 +18,9 @@ def test_committed_dvc_yaml_is_rendered_from_the_stage_graph():
 def test_dvc_stages_name_existing_code_and_params():
     params = PAPER
     for stage in STAGES.values():
-        for path in stage.code_paths:
-            assert (ROOT / path).is_file(), path
         for w in stage.instances():
+            for path in stage.code_paths:
+                assert (ROOT / path.format(**w)).is_file(), path
             for key in stage.param_keys(**w):
                 node = params
                 for part in key.split("."):

@@ -77,8 +77,12 @@ def test_unknown_keys_are_named():
     with pytest.raises(ParamsError, match=r"defences: unknown key\(s\) \['jpeg'\]"):
         validate(p)
     p = copy.deepcopy(PAPER)
-    p["datasets"] = ["svhn"]
-    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['datasets'\]"):
+    p["datasets"] = ["mnist", "svhn"]  # a dataset without a module
+    with pytest.raises(ParamsError, match=r"datasets.1: 'svhn' is not allowed; allowed: \['mnist', 'cifar10', "):
+        validate(p)
+    p = copy.deepcopy(PAPER)
+    del p["download"]["fashion_mnist"]  # a dataset module's section is required, listed or not
+    with pytest.raises(ParamsError, match=r"download: 'fashion_mnist' is a required property"):
         validate(p)
 
 

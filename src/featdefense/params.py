@@ -32,7 +32,7 @@ def schema() -> dict:
                                       "required": sorted(sections), "properties": sections}
     full["properties"]["target"]["properties"]["architecture"] = {"enum": sorted(TARGETS)}
     full["properties"]["datasets"]["items"] = {"enum": list(DATASETS)}
-    full["properties"]["download"].update(required=list(DATASETS),
+    full["properties"]["download"].update(required=list(DATASETS), additionalProperties=False,
                                           properties={name: {"$ref": "#/$defs/source"} for name in DATASETS})
     full["properties"]["resources"]["properties"]["stages"].update(
         additionalProperties=False, properties={name: {"$ref": "#/$defs/job"} for name in STAGES})

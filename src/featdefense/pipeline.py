@@ -21,6 +21,7 @@ from .targets import modules as target_modules
 # the datasets params.yaml lists (a dataset module each); DVC's matrix reads the same list (${datasets})
 WILDCARD_VALUES = {"dataset": listed_datasets(), "attack": list(ATTACK_NAMES)}
 PARAMS_LIST = {"dataset": "datasets"}  # a wildcard whose values are a params list, as DVC names it
+DATASET_MODULE = "datasets/{dataset}.py"  # a dataset's module (datasets/__init__.py refuses another name)
 PKG = "src/featdefense"
 # the signal a scheduler sends a job before its time limit (resources.warn_before_limit): `featdefense run`
 # saves what it is doing in its checkpoint and stops (checkpoints.ask_to_stop); the next job resumes it.
@@ -71,14 +72,23 @@ class Stage:
     @property
     def code_paths(self) -> list[str]:
         """Every source file it runs: its runner module and all it imports, the modules in `code` and all
-        they import, and the other files in `code` (data the package ships). A stage that imports the
-        targets package builds the target its model file names, which the graph cannot know: every target
-        module counts."""
+        they import, and the other files in `code` (data the package ships). Plug-ins a stage finds by name
+        are its code too: a stage that imports the targets package builds the target its model file names,
+        which the graph cannot know, so every target module counts; a stage of one dataset that imports the
+        datasets package reads that dataset's module (its files and reader), `datasets/{dataset}.py` (a
+        template, like its paths), and what any dataset module imports."""
         modules = [_file_of(self.function.split(":")[0])] + [SRC / c for c in self.code if c.endswith(".py")]
-        if SRC / "targets" / "__init__.py" in code_of(*modules):
+        own = code_of(*modules)
+        if SRC / "targets" / "__init__.py" in own:
             modules += [SRC / m for m in target_modules()]
+        per_dataset = "dataset" in self.wildcards and SRC / "datasets" / "__init__.py" in own
+        if per_dataset:
+            modules += [SRC / d.module for d in DATASETS.values()]
         files = set(code_of(*modules)) | {SRC / c for c in self.code if not c.endswith(".py")}
-        return sorted(f"{PKG}/{f.relative_to(SRC).as_posix()}" for f in files)
+        if per_dataset:
+            files -= {SRC / d.module for d in DATASETS.values()}
+        return sorted(f"{PKG}/{f.relative_to(SRC).as_posix()}" for f in files) + \
+            ([f"{PKG}/{DATASET_MODULE}"] if per_dataset else [])
 
     @property
     def record(self) -> str:
@@ -298,7 +308,7 @@ def dvc_stages() -> dict:
             body["matrix"] = {w: "${%s}" % PARAMS_LIST[w] if w in PARAMS_LIST else list(WILDCARD_VALUES[w])
                               for w in s.wildcards}
         body["cmd"] = t(s.cmd)
-        body["deps"] = s.code_paths + [t(p) for p in s.deps.values()]
+        body["deps"] = [t(p) for p in s.code_paths] + [t(p) for p in s.deps.values()]
         if s.params:
             body["params"] = [t(k) for k in s.params]
         body["outs"] = [t(p) for p in s.outs.values()] + [t(s.record)]

@@ -72,7 +72,7 @@ def products(stage: Stage, wildcards: dict[str, str]) -> list[str]:
 
 def dep_paths(stage: Stage, wildcards: dict[str, str]) -> list[str]:
     """What an instance reads: its code and its input files (dvc.yaml's deps, in that order)."""
-    return stage.code_paths + [p.format(**wildcards) for p in stage.deps.values()]
+    return [p.format(**wildcards) for p in stage.code_paths] + [p.format(**wildcards) for p in stage.deps.values()]
 
 
 def state(stage: Stage, wildcards: dict[str, str], params: dict, memo: dict | None = None,

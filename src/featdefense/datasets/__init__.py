@@ -46,6 +46,10 @@ class Dataset:
 
 KIND = Kind("DATASET", Dataset, functions=("read",))
 DATASETS: dict[str, Dataset] = plugins.discover(KIND, __path__[0], __name__)
+for _d in DATASETS.values():  # the stage graph names a dataset's module by its name (pipeline.DATASET_MODULE)
+    if _d.module != f"datasets/{_d.name}.py":
+        raise ValueError(f"src/featdefense/{_d.module}: declares dataset {_d.name!r}; allowed: a dataset module "
+                         f"named after its dataset, datasets/{_d.name}.py")
 
 
 def declared(name: str) -> Dataset:
