@@ -52,3 +52,12 @@ def test_lists_render_as_on_github():
     page = "Caption.\n- a\n  - b\n  more of b\n- c\n\n```\ncode\n- kept\n  - kept\n```\n| x |\n- d\n"
     assert hooks.on_page_markdown(page) == \
         "Caption.\n\n- a\n    - b\n  more of b\n- c\n\n```\ncode\n- kept\n  - kept\n```\n| x |\n- d\n"
+
+
+def test_the_workflow_is_as_snakefmt_formats_it():
+    # the Snakefile and its one rule file (a loop over the stage graph), pyproject.toml's [tool.snakefmt]
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    checked = subprocess.run([str(snakefmt), "--check", "workflow/"], cwd=ROOT, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = sorted(p.name for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    assert rules == ["common.smk", "stages.smk"], rules  # the rules written once

@@ -1,8 +1,8 @@
 """The stage graph, declared once.
 
 Both engines are derived from this list: `dvc.yaml` is rendered from it (`featdefense dvc-yaml`, a test
-fails when the committed file differs), and the Snakemake rules in workflow/rules/*.smk take their
-inputs, outputs, params and command from it. Paths may hold the wildcards {dataset} and {attack}.
+fails when the committed file differs), and the Snakemake rules (one loop over the graph,
+workflow/rules/stages.smk) take their inputs, outputs, params and command from it. Paths may hold the wildcards {dataset} and {attack}.
 """
 from __future__ import annotations
 

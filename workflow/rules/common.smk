@@ -34,8 +34,12 @@ def stage_products(name):
         if key in stage.directories:
             return directory(path)
         if path.startswith(REPORTED):
-            return report(path, category=path.split("/")[1], subcategory="{dataset}",
-                          labels={"stage": name, "file": path.rsplit("/", 1)[1]})
+            return report(
+                path,
+                category=path.split("/")[1],
+                subcategory="{dataset}",
+                labels={"stage": name, "file": path.rsplit("/", 1)[1]},
+            )
         return path
 
     return {k: wrap(k, v) for k, v in stage.products.items()}
