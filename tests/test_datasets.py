@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from featdefense import locations
 from featdefense.datasets import DATASETS, Dataset, checked, listed
@@ -18,7 +19,7 @@ from featdefense.stages import download, prepare
 from featdefense.stages.report import paper_results, table
 
 from . import fixtures
-from .conftest import PAPER, ROOT
+from .conftest import PAPER, ROOT, sh
 
 
 def test_the_papers_two_datasets_run_by_default_and_fashion_mnist_is_declared():
@@ -98,3 +99,41 @@ def test_a_stage_of_one_dataset_has_that_datasets_module_as_code():
         assert not any(c.startswith("src/featdefense/datasets/") and "{" not in c and not c.endswith("__init__.py")
                        for c in code), code  # no other dataset's module: adding one reruns none of these
     assert not any("{dataset}" in c for c in STAGES["loss_net"].code_paths)
+
+
+DIGITS = '''"""digits: the fixture's MNIST files under another name (a test's dataset)."""
+from ..data.formats import read_idx_split
+from . import Dataset
+
+
+def read(raw_dir, split):
+    return read_idx_split(raw_dir, split, "digits")
+
+
+DATASET = Dataset(name="digits", label="digits", files={files!r}, source="https://example.invalid/digits",
+                  read=read, shape=(1, 28, 28), classes=10)
+'''
+
+
+def test_a_new_dataset_module_and_params_section_run_its_stages_and_no_other(snakemake_copy):
+    project = snakemake_copy
+    raw = locations.configured(project / locations.LOCAL_FILE)["mnist"]
+    (project / "src/featdefense/datasets/digits.py").write_text(DIGITS.format(files=fixtures.md5s(Path(raw))))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["datasets"] = [*params["datasets"], "digits"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    missing = sh(project, "featdefense", "params", "check", check=False)
+    assert missing.returncode == 2 and "download: 'digits' is a required property" in missing.stderr
+    params["download"]["digits"] = {"checksums": {}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    sh(project, "featdefense", "params", "check")
+    locations.write({"digits": raw}, project / locations.LOCAL_FILE)
+    (project / "dvc.yaml").write_text(sh(project, "featdefense", "dvc-yaml").stdout)  # its plot
+    plan = sh(project, "snakemake", "-n", "all").stdout
+    assert "dataset=digits" in plan and "rule report:" in plan
+    assert "dataset=mnist" not in plan and "dataset=cifar10" not in plan, plan  # nothing built reruns
+    assert "rule loss_net:" not in plan
+    ran = sh(project, "snakemake", "--cores", "2", "data/prepared/digits.h5")
+    assert "rule prepare:" in ran.stderr
+    with h5py.File(project / "data/prepared/digits.h5") as f:
+        assert f["train"]["x"].shape == (300, 1, 28, 28) and f.attrs["canonical"]  # its own MD5s: canonical

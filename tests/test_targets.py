@@ -18,7 +18,7 @@ from featdefense.targets.cnn import CNN
 from featdefense.targets.lenet import LeNet
 
 from . import fixtures
-from .conftest import PAPER, set_dotted
+from .conftest import PAPER, set_dotted, set_param, sh
 
 RUN = {"seed": 0, "device": "cpu", "threads": 1}
 
@@ -99,3 +99,30 @@ def test_stages_that_build_a_target_have_every_target_module_as_code():
         code = STAGES[stage].code_paths
         assert {f"src/featdefense/{m}" for m in targets.modules()} <= set(code), stage
     assert not any("targets/" in c for c in STAGES["prepare"].code_paths + STAGES["train_denoiser"].code_paths)
+
+
+TINY_NET = '''"""tiny: a one-layer target (a test's target)."""
+from torch import nn
+
+from . import Target
+
+TARGET = Target(name="tiny", label="tiny", input_shape=(1, 28, 28), classes=10,
+                build=lambda classes: nn.Sequential(nn.Flatten(), nn.Linear(784, classes)))
+'''
+
+
+def test_a_new_target_module_chosen_reruns_what_uses_a_target_and_nothing_else(snakemake_copy):
+    project = snakemake_copy
+    (project / "src/featdefense/targets/tiny.py").write_text(TINY_NET)
+    set_param(project, "target.architecture", "tiny")
+    sh(project, "featdefense", "params", "check")
+    (project / "dvc.yaml").write_text(sh(project, "featdefense", "dvc-yaml").stdout)  # every target module is code
+    plan = sh(project, "snakemake", "-n", "all").stdout
+    for rule in ("train_target", "attack", "train_madry", "train_hgd", "evaluate_unsecured", "evaluate_ours", "report"):
+        assert f"rule {rule}:" in plan, rule
+    for rule in ("download", "prepare", "loss_net", "train_denoiser"):  # none of them uses a target
+        assert f"rule {rule}:" not in plan, rule
+    ran = sh(project, "snakemake", "--cores", "2", "data/models/mnist/target.pt")
+    assert "rule train_target:" in ran.stderr
+    blob = torch.load(project / "data/models/mnist/target.pt", weights_only=True)  # (tiny is the copy's alone)
+    assert blob["meta"]["architecture"] == "tiny" and blob["state_dict"]["1.weight"].shape == (10, 784)
