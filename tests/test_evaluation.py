@@ -268,7 +268,7 @@ def test_a_defence_that_loses_clean_accuracy_is_flagged(target):
     correct = {"clean": clean, "fgsm": clean, "pgd": clean, "whitebox_fgsm": clean}
     p = _params(0.3)
     _, _, _, sanity = whitebox(lossy, x, y, predictions, correct, p, "cpu", seeded(0, "cpu"), "t", None, False,
-                               target(x).argmax(1) == y)
+                               target(x).argmax(1) == y, classes=10)
     check = sanity["keeps_clean_accuracy"]
     assert check["verdict"] == "FAIL" and check["lost"] > p["sanity"]["clean_loss"], check
     assert check["target"]["correct"] - check["defended"]["correct"] >= 15

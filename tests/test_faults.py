@@ -46,7 +46,7 @@ def workdir(snakemake_copy, monkeypatch):
     ("loss_net", "loss_net: {weights: file}", ["loss_net.sha256", "null"]),
     ("loss_net", "loss_net: {file: /no/such/vgg.pth}", ["loss_net", "unknown key", "file"]),
     ("download", "download: {mnist: {source: /data/mnist}}", ["download.mnist", "unknown key", "source"]),
-    ("download", "datasets: [svhn]", ["unknown key", "datasets"]),
+    ("download", "datasets: [svhn]", ["datasets.0", "'svhn'", "allowed", "fashion_mnist"]),
 ])
 def test_bad_params_stop_a_stage_before_it_touches_anything(workdir, capsys, stage, edit, words):
     from featdefense.params import merge
