@@ -72,7 +72,7 @@ def main() -> None:
         for n in a.sizes:
             prepared = Path(tmp) / f"prepared{n}.h5"
             with h5py.File(prepared, "w") as f:
-                f.create_dataset("x", data=np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8))
+                f.create_dataset("x", data=np.random.default_rng(0).integers(0, 256, (n, 1, 28, 28), dtype=np.uint8))
                 f.create_dataset("y", data=np.random.default_rng(1).integers(0, 10, n))
             for attack in ("fgsm", "pgd"):
                 out = Path(tmp) / f"{attack}{n}.h5"

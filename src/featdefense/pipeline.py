@@ -84,6 +84,12 @@ class Stage:
         per_dataset = "dataset" in self.wildcards and SRC / "datasets" / "__init__.py" in own
         if per_dataset:
             modules += [SRC / d.module for d in DATASETS.values()]
+            for d in DATASETS.values():  # the template names one module: its siblings would go unnamed
+                siblings = {SRC / o.module for o in DATASETS.values() if o is not d} & set(code_of(SRC / d.module))
+                if siblings:
+                    raise ValueError(f"src/featdefense/{d.module} imports another dataset's module "
+                                     f"({', '.join(sorted(s.name for s in siblings))}); allowed: what they share "
+                                     "lives below both (data/)")
         files = set(code_of(*modules)) | {SRC / c for c in self.code if not c.endswith(".py")}
         if per_dataset:
             files -= {SRC / d.module for d in DATASETS.values()}
@@ -337,11 +343,11 @@ def dvc_yaml() -> str:
 
 
 def check_dvc_yaml(path: str = "dvc.yaml") -> None:
-    """Fail, saying what to run, when dvc.yaml is not the graph's rendering (a defence module added?)."""
+    """Fail, saying what to run, when dvc.yaml is not the graph's rendering (a plug-in module added?)."""
     from pathlib import Path
 
     from . import FeatdefenseError
 
     if not Path(path).is_file() or Path(path).read_text() != dvc_yaml():
-        raise FeatdefenseError(f"{path} differs from the stage graph (a defence module added or removed?): run "
+        raise FeatdefenseError(f"{path} differs from the stage graph (a plug-in module added or removed?): run "
                                f"`featdefense dvc-yaml > {path}` so that Snakemake and DVC run the same stages")

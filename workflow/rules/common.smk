@@ -4,7 +4,7 @@ from snakemake.utils import validate
 
 fd_params.validate(config, "params.yaml")  # every problem, each with its key, value and what is allowed
 validate(config, str(fd_params.SCHEMA_PATH), set_default=False)
-pipeline.check_dvc_yaml()  # both engines run the same graph: a defence module added needs dvc.yaml re-rendered
+pipeline.check_dvc_yaml()  # both engines run the same graph: a plug-in module added needs dvc.yaml re-rendered
 if workflow.is_main_process:  # not in a cluster job: one process keeps file times and params files
     runs.reconcile(config)  # params files where values changed; file times of current outputs in order
 

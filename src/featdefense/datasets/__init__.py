@@ -82,19 +82,20 @@ def checked(d: Dataset, x, y, where: str):
 
 
 def listed(path: str | Path = "params.yaml") -> list[str]:
-    """The datasets a run uses: params.yaml's `datasets`, read (not validated: params.py does that) where the
-    stage graph is built; every declared one where there is no params.yaml (the graph of all that can run)."""
+    """The datasets a run uses: the modules params.yaml's `datasets` names, read where the stage graph is built;
+    every declared one where there is no params.yaml (the graph of all that can run). A name that is no module
+    is left out here and refused by params.validate, which every command and Snakemake run before anything
+    (with the key, the value and what is allowed), so that `featdefense params` can still mend the file."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         return list(DATASETS)
-    names = (yaml.safe_load(path.read_text()) or {}).get("datasets", list(DATASETS))
-    unknown = [n for n in names if n not in DATASETS] if isinstance(names, list) else names
-    if unknown:
-        raise ValueError(f"{path}: datasets: {unknown!r} not dataset modules; allowed: a list out of "
-                         f"{sorted(DATASETS)}")
-    return names
+    try:
+        names = (yaml.safe_load(path.read_text()) or {}).get("datasets", list(DATASETS))
+    except (yaml.YAMLError, AttributeError):
+        return list(DATASETS)  # not a mapping: params.validate says so
+    return [n for n in names if n in DATASETS] if isinstance(names, list) else list(DATASETS)
 
 
 __all__ = ["Dataset", "DATASETS", "KIND", "checked", "declared", "listed"]

@@ -1,5 +1,5 @@
 """Fashion-MNIST (Xiao et al. 2017): clothing, 28x28 grayscale, MNIST's IDX format and sizes; not in the paper.
-The README's example of adding a dataset: this module and the section download.fashion_mnist."""
+docs/add-a-dataset.md's example of adding a dataset: this module and the section download.fashion_mnist."""
 from ..data.formats import read_idx_split
 from . import Dataset
 

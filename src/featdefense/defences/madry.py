@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .. import checkpoints, targets
 from ..attacks import PGD
-from ..io import atomic_path, provenance, save_model
+from ..io import atomic_path, load_model_file, provenance, save_model
 from ..training import batches, load_split, predict, setup, subset
 from . import Defence
 
@@ -35,8 +35,10 @@ def train(p, inp, out, dataset):
     keep = torch.from_numpy(subset(len(y_train), cfg["train_size"], p["seed"]))
     x_train, y_train = x_train[keep], y_train[keep]
     x_test, y_test = load_split(inp["prepared"], "test")
-    model, _, architecture = targets.load(inp["target"], device)  # the target's own architecture
-    if not cfg["warm_start"]:
+    if cfg["warm_start"]:
+        model, _, architecture = targets.load(inp["target"], device)
+    else:  # the target's own architecture, from random weights (built once: the seed's first draw, as before)
+        architecture = targets.architecture(load_model_file(inp["target"])["meta"])
         model = architecture.build(architecture.classes).to(device)
     opt = (torch.optim.Adam(model.parameters(), lr=cfg["lr"]) if cfg["optimizer"] == "adam" else
            torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"]))

@@ -6,7 +6,8 @@
 - white-box (adaptive), all end to end through defence and classifier: FGSM, PGD with each
   `whitebox.step_sizes`, BPDA-PGD for image-to-image defences, AutoAttack (APGD-CE, APGD-T, FAB-T,
   Square), the robustness curve's PGD at the table's epsilon, the convergence check's stronger PGD, and
-  where the defence still keeps more than `whitebox.autoattack.plus_above`, AutoAttack's plus version.
+  where the defence still keeps more than `whitebox.autoattack.plus_above`, AutoAttack's plus version; then
+  AutoAttack reseeded on the images left until a run breaks none (`whitebox.autoattack.reruns`).
   Every attack counts an image broken if any of its iterates fooled the model (best iterate), and an
   image counts as robust only if it is classified correctly clean and every attack failed on it, the
   grey-box ones included (the per-image minimum);
@@ -350,22 +351,21 @@ def rerun(model, x, y, robust, p, device, label, after, sanity, plus: AutoAttack
           ) -> tuple[torch.Tensor, list[AutoAttack]]:
     """The white-box number rechecked as a reviewer rechecks it: AutoAttack built again with a new seed (its
     plus version where that ran, else the configured one) on exactly the images every attack left, again
-    and again (at most `whitebox.autoattack.reruns` times) until a run breaks none of them. The plus version
-    (its own seed, after every other attack) is the first such run where it ran. The `autoattack_rerun`
+    and again (at most `whitebox.autoattack.reruns` times; 0: no check) until a run breaks none of them. The
+    plus version (its own seed, after every other attack) is the first such run where it ran, before those. The `autoattack_rerun`
     check passes where the last run broke none, and fails where every run broke some: the number is then an
     upper bound. Each run's breaks count. Returns the robust mask and the reruns."""
     aa, bs = p["whitebox"]["autoattack"], p["whitebox"]["batch_size"]
     version = "plus" if plus is not None else aa["version"]
     what = (f"AutoAttack built again with a new seed (its plus version where that ran) on the images every attack "
-            f"left, up to {aa['reruns']} times (the plus run the first where it ran), until a run breaks none: "
-            "pass where the last run broke none")
+            f"left, up to {aa['reruns']} more times after the plus run (where it ran, the first reseeded run), until "
+            "a run breaks none: pass where the last run broke none")
     runs = []  # per run: its seed, the images it ran on, how many it broke
     if plus is not None:
         runs.append({"run": "plus", "seed": p["seed"] + 1, "left": sanity["autoattack_plus"]["left"],
                      "broken": sanity["autoattack_plus"]["broken"]})
-    why = ("AutoAttack not run" if aa["version"] == "none" else "no image left" if not robust.any() and not runs
-           else "no rerun set (whitebox.autoattack.reruns 0) and plus did not run" if not aa["reruns"] and not runs
-           else None)
+    why = ("AutoAttack not run" if aa["version"] == "none" else "no rerun set (whitebox.autoattack.reruns 0)"
+           if not aa["reruns"] else "no image left" if not robust.any() and not runs else None)
     if why is not None:
         sanity["autoattack_rerun"] = {"verdict": "n/a", "what": what, "why": why, "runs": []}
         return robust, []

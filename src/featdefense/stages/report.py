@@ -146,7 +146,7 @@ def caption(evaluations: dict[str, dict]) -> str:
         "defence and classifier end to end, each judged at its best iterate (an image counts as broken if any "
         "iterate fooled the model). An image counts only if it is classified correctly clean and after every "
         "attack, grey-box ones included: the FGSM row's white-box number takes the minimum over the FGSM "
-        f"attacks, the PGD row's over all of them{plus(wb['autoattack'])}. Intervals: 95% Wilson score intervals "
+        f"attacks, the PGD row's over all of them{plus(wb['autoattack'])}{reruns(wb['autoattack'])}. Intervals: 95% Wilson score intervals "
         "over the test images: they cover which test images were drawn, not the training seed (one seed here).",
         f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
@@ -185,14 +185,14 @@ def plus(cfg: dict) -> str:
         return ""
     return (f", and where it stays above {pct(cfg['plus_above'])}% after them (or keeps any image while the "
             "convergence or gradient-free check failed) AutoAttack's plus version (restarts, APGD-DLR, FAB) on "
-            "the images left") + reruns(cfg)
+            "the images left")
 
 
 def reruns(cfg: dict) -> str:
     if cfg["version"] == "none" or not cfg.get("reruns"):
         return ""
     return (f"; then AutoAttack again with a new seed (plus where it ran) on the images left, until a run breaks "
-            f"none, at most {cfg['reruns']} times")
+            f"none, at most {cfg['reruns']} more times")
 
 
 def sanity_caption(evaluations: dict[str, dict]) -> str:
