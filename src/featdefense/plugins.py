@@ -53,6 +53,14 @@ class Deferred:
         return f"{self.module}:{self.attribute}"
 
 
+def check_image_spec(what: str, field: str, shape, classes) -> None:
+    """What a dataset or a target declares of its images: (channels, height, width) and a class count."""
+    if not (isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
+        raise ValueError(f"{what}: {field} {shape!r}; allowed: (channels, height, width), positive integers")
+    if not (isinstance(classes, int) and classes >= 2):
+        raise ValueError(f"{what}: classes {classes!r}; allowed: an integer of at least 2")
+
+
 def _literal(node: ast.AST, constants: dict):
     """The value of a literal expression, in which names of the module's literal constants may appear."""
     if isinstance(node, ast.Name) and node.id in constants:

@@ -36,12 +36,7 @@ class Dataset:
         if not (isinstance(self.files, dict) and self.files
                 and all(isinstance(v, str) and len(v) == 32 for v in self.files.values())):
             raise ValueError(f"dataset {self.name}: files must map each raw file's name to its 32-hex-digit MD5")
-        shape = self.shape
-        if not (isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
-            raise ValueError(f"dataset {self.name}: shape {shape!r}; allowed: (channels, height, width), positive "
-                             "integers")
-        if not (isinstance(self.classes, int) and self.classes >= 2):
-            raise ValueError(f"dataset {self.name}: classes {self.classes!r}; allowed: an integer of at least 2")
+        plugins.check_image_spec(f"dataset {self.name}", "shape", self.shape, self.classes)
 
 
 KIND = Kind("DATASET", Dataset, functions=("read",))

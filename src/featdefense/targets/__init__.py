@@ -36,12 +36,7 @@ class Target:
     module: str = field(default="", compare=False)  # filled in by discovery: its source file
 
     def __post_init__(self):
-        shape = self.input_shape
-        if not (isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
-            raise ValueError(f"target {self.name}: input_shape {shape!r}; allowed: (channels, height, width), "
-                             "positive integers")
-        if not (isinstance(self.classes, int) and self.classes >= 2):
-            raise ValueError(f"target {self.name}: classes {self.classes!r}; allowed: an integer of at least 2")
+        plugins.check_image_spec(f"target {self.name}", "input_shape", self.input_shape, self.classes)
 
 
 KIND = Kind("TARGET", Target, expressions=("build",))
