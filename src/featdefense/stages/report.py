@@ -22,7 +22,7 @@ import yaml  # noqa: E402
 from ..defences import DEFENCES  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
 from .. import targets  # noqa: E402
-from ..training import load_module, load_split, setup  # noqa: E402
+from ..training import load_split, setup  # noqa: E402
 from .evaluate import load_defence, read_test  # noqa: E402
 
 ATTACKS = {"clean": "none (clean)", "fgsm": "FGSM", "pgd": "PGD"}
