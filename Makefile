@@ -45,4 +45,4 @@ benchmark: setup
 	$(VENV)/bin/python benchmarks/attack_memory.py
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal  # two workers: the pipeline tests run mostly one process at a time
+	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal --durations=15  # two workers: the pipeline tests run mostly one process at a time; the slowest 15 named

@@ -32,7 +32,8 @@ def loop_peak(prepared: Path, out: Path, attack: str, batch_size: int, pgd_steps
     import torch
     from pgd import PeakMemory  # puts src/ on the path too
 
-    from featdefense.attacks import FGSM, PGD
+    from featdefense.attacks.fgsm import FGSM
+    from featdefense.attacks.pgd import PGD
     from featdefense.targets.lenet import LeNet
     from featdefense.stages.attack import attack_split
 

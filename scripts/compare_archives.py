@@ -12,7 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-KEYS = ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")
+from featdefense.attacks import accuracy_keys
+
+KEYS = accuracy_keys()
 
 
 def load(archive: Path) -> dict:

@@ -53,7 +53,7 @@ def main(project: Path, dataset: str, defences: list[str]) -> None:
         x, y = load_split(project / f"data/prepared/{dataset}.h5", "test", index)
         robust = model(x).argmax(1) == y
         print(f"{dataset} {name}: {len(index)} images counted robust (clean right: {int(robust.sum())})", flush=True)
-        for label, attack in rebuilt(model, p["attack"]["pgd"]["epsilon"], iterations, queries, p["seed"]).items():
+        for label, attack in rebuilt(model, p["attack"][p["whitebox"].get("attack", "pgd")]["epsilon"], iterations, queries, p["seed"]).items():
             i = torch.nonzero(robust).flatten()
             if len(i):
                 robust[i] = model(attack.perturb(x[i], y[i])).argmax(1) == y[i]

@@ -1,6 +1,7 @@
 import torch
 
-from featdefense.attacks import FGSM, PGD
+from featdefense.attacks.fgsm import FGSM
+from featdefense.attacks.pgd import PGD
 from featdefense.attacks.pgd import project
 from featdefense.targets.lenet import LeNet
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from featdefense.accuracy import degenerate, summary, wilson
-from featdefense.attacks import PGD
+from featdefense.attacks.pgd import PGD
 from featdefense.attacks.autoattack import AutoAttack
 from featdefense.targets.lenet import LeNet
 from featdefense.stages.evaluate import seeded, still_correct, whitebox

@@ -25,6 +25,7 @@ def test_committed_params_are_the_papers_recipe():
     assert p["loss_net"]["weights"] == "imagenet1k_v1"
     assert {k: p["defences"]["madry"][k] for k in ("epsilon", "steps", "step_size")} == {
         "epsilon": 0.2, "steps": 40, "step_size": 0.01}  # MadryLab's MNIST recipe
+    assert p["whitebox"]["attack"] == "pgd"  # the cascade is built on the paper's PGD
     assert p["whitebox"]["step_sizes"] == [0.1, 0.01] and p["robustness"]["epsilons"] == [0, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 

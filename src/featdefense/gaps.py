@@ -23,12 +23,13 @@ import yaml
 
 from . import FeatdefenseError
 from .accuracy import wilson
+from .attacks import labels
 from .datasets import DATASETS as ALL_DATASETS
 from .defences import DEFENCES
 from .io import write_text
 
 COLLAPSE_MARGIN = 0.05  # a clean accuracy within this of chance is a training that collapsed
-ATTACKS = {"fgsm": "FGSM", "pgd": "PGD", "clean": "clean"}
+ATTACKS = labels()  # clean and each attack module, by name
 # the paper's datasets (a dataset module naming its table): (table, label)
 DATASETS = {name: (d.paper_table, d.label) for name, d in ALL_DATASETS.items() if d.paper_table}
 

@@ -20,7 +20,9 @@ class ParamsError(FeatdefenseError):
 def schema() -> dict:
     """The schema file, with each defence module's schema for its section `defences.<name>` added, the
     dataset modules `datasets` may list (each with its section `download.<name>`), the target modules
-    `target.architecture` may name, and the stage names `resources.stages` may hold."""
+    `target.architecture` may name, each attack module's schema for its section `attack.<name>` (the
+    iterative ones `whitebox.attack` may name), and the stage names `resources.stages` may hold."""
+    from .attacks import ATTACKS
     from .datasets import DATASETS
     from .defences import DEFENCES
     from .pipeline import STAGES
@@ -30,6 +32,11 @@ def schema() -> dict:
     sections = {name: d.schema for name, d in DEFENCES.items() if d.schema is not None}
     full["properties"]["defences"] = {"type": "object", "additionalProperties": False,
                                       "required": sorted(sections), "properties": sections}
+    attack = full["properties"]["attack"]
+    attack["required"] += list(ATTACKS)
+    attack["additionalProperties"] = False
+    attack["properties"].update({name: a.schema for name, a in ATTACKS.items()})
+    full["properties"]["whitebox"]["properties"]["attack"]["enum"] = [n for n, a in ATTACKS.items() if a.iterative]
     full["properties"]["target"]["properties"]["architecture"] = {"enum": sorted(TARGETS)}
     full["properties"]["datasets"]["items"] = {"enum": list(DATASETS)}
     full["properties"]["download"].update(required=list(DATASETS), additionalProperties=False,
@@ -67,13 +74,15 @@ def _schema_errors(params: dict) -> list[str]:
 def _semantic_errors(p: dict) -> list[str]:
     """Rules a JSON schema states badly: relations between keys."""
     errors = []
-    pgd = p["attack"]["pgd"]
-    if pgd["step_size"] > pgd["epsilon"]:
-        errors.append(f"attack.pgd.step_size: {pgd['step_size']} is larger than attack.pgd.epsilon "
-                      f"{pgd['epsilon']}; allowed: 0 < step_size <= epsilon")
-    too_big = [s for s in p["whitebox"]["step_sizes"] if s > pgd["epsilon"]]
+    for name, spec in p["attack"].items():
+        if isinstance(spec, dict) and spec.get("step_size", 0) > spec["epsilon"]:
+            errors.append(f"attack.{name}.step_size: {spec['step_size']} is larger than attack.{name}.epsilon "
+                          f"{spec['epsilon']}; allowed: 0 < step_size <= epsilon")
+    ref = p["whitebox"]["attack"]
+    eps = p["attack"][ref]["epsilon"]
+    too_big = [s for s in p["whitebox"]["step_sizes"] if s > eps]
     if too_big:
-        errors.append(f"whitebox.step_sizes: {too_big} larger than attack.pgd.epsilon {pgd['epsilon']}; "
+        errors.append(f"whitebox.step_sizes: {too_big} larger than attack.{ref}.epsilon {eps}; "
                       f"allowed: 0 < step <= epsilon")
     ln = p["loss_net"]
     if ln["weights"] == "file":

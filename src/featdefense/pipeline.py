@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
+from .attacks import ATTACKS
 from .attacks import NAMES as ATTACK_NAMES
+from .attacks import modules as attack_modules
 from .datasets import DATASETS
 from .datasets import listed as listed_datasets
 from .defences import DEFENCES, Defence
@@ -22,6 +24,9 @@ from .targets import modules as target_modules
 WILDCARD_VALUES = {"dataset": listed_datasets(), "attack": list(ATTACK_NAMES)}
 PARAMS_LIST = {"dataset": "datasets"}  # a wildcard whose values are a params list, as DVC names it
 DATASET_MODULE = "datasets/{dataset}.py"  # a dataset's module (datasets/__init__.py refuses another name)
+ATTACK_MODULE = "attacks/{attack}.py"     # an attack's module (attacks/__init__.py refuses another name)
+# plug-ins a stage of one wildcard value finds by that value: its code is that one module, a template
+BY_WILDCARD = {"dataset": ("datasets", DATASETS, DATASET_MODULE), "attack": ("attacks", ATTACKS, ATTACK_MODULE)}
 PKG = "src/featdefense"
 # the signal a scheduler sends a job before its time limit (resources.warn_before_limit): `featdefense run`
 # saves what it is doing in its checkpoint and stops (checkpoints.ask_to_stop); the next job resumes it.
@@ -74,27 +79,29 @@ class Stage:
         """Every source file it runs: its runner module and all it imports, the modules in `code` and all
         they import, and the other files in `code` (data the package ships). Plug-ins a stage finds by name
         are its code too: a stage that imports the targets package builds the target its model file names,
-        which the graph cannot know, so every target module counts; a stage of one dataset that imports the
-        datasets package reads that dataset's module (its files and reader), `datasets/{dataset}.py` (a
-        template, like its paths), and what any dataset module imports."""
+        which the graph cannot know, so every target module counts; a stage of one dataset (one attack) that
+        imports the datasets (attacks) package reads that one's module, `datasets/{dataset}.py`
+        (`attacks/{attack}.py`: a template, like its paths), and what any of those modules imports."""
         modules = [_file_of(self.function.split(":")[0])] + [SRC / c for c in self.code if c.endswith(".py")]
         own = code_of(*modules)
         if SRC / "targets" / "__init__.py" in own:
             modules += [SRC / m for m in target_modules()]
-        per_dataset = "dataset" in self.wildcards and SRC / "datasets" / "__init__.py" in own
-        if per_dataset:
-            modules += [SRC / d.module for d in DATASETS.values()]
-            for d in DATASETS.values():  # the template names one module: its siblings would go unnamed
-                siblings = {SRC / o.module for o in DATASETS.values() if o is not d} & set(code_of(SRC / d.module))
-                if siblings:
-                    raise ValueError(f"src/featdefense/{d.module} imports another dataset's module "
-                                     f"({', '.join(sorted(s.name for s in siblings))}); allowed: what they share "
-                                     "lives below both (data/)")
+        templates = []
+        for wildcard, (package, declared, template) in BY_WILDCARD.items():
+            if wildcard in self.wildcards and SRC / package / "__init__.py" in own:
+                templates.append(({SRC / d.module for d in declared.values()}, template))
+                modules += [SRC / d.module for d in declared.values()]
+                for d in declared.values():  # the template names one module: its siblings would go unnamed
+                    siblings = {SRC / o.module for o in declared.values() if o is not d} & set(code_of(SRC / d.module))
+                    if siblings:
+                        raise ValueError(f"src/featdefense/{d.module} imports another {wildcard}'s module "
+                                         f"({', '.join(sorted(s.name for s in siblings))}); allowed: what they "
+                                         "share lives below both")
         files = set(code_of(*modules)) | {SRC / c for c in self.code if not c.endswith(".py")}
-        if per_dataset:
-            files -= {SRC / d.module for d in DATASETS.values()}
+        for each, _ in templates:
+            files -= each
         return sorted(f"{PKG}/{f.relative_to(SRC).as_posix()}" for f in files) + \
-            ([f"{PKG}/{DATASET_MODULE}"] if per_dataset else [])
+            [f"{PKG}/{template}" for _, template in templates]
 
     @property
     def record(self) -> str:
@@ -223,8 +230,8 @@ def evaluation(name: str) -> str:
     return EVALUATION.replace("{name}", name)
 
 
-ARTIFACTS = {"prepared": PREPARED, "target": TARGET, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
-             "loss_net": LOSS_NET}
+ATTACK_FILES = {a: adversarial(a) for a in ATTACK_NAMES}  # every attack module's files
+ARTIFACTS = {"prepared": PREPARED, "target": TARGET, **ATTACK_FILES, "loss_net": LOSS_NET}
 RUN = ("seed", "device", "threads")
 
 
@@ -241,10 +248,9 @@ def _defence_stages() -> list[Stage]:
         model = {"model": defence_model(d)} if d.trains else {}
         stages.append(Stage(
             f"evaluate_{d.name}", ("dataset",),
-            code=(d.module,) + d.code,  # the evaluation finds its defence by name, not by an import
-            deps={"prepared": PREPARED, "target": TARGET, "fgsm": adversarial("fgsm"), "pgd": adversarial("pgd"),
-                  **model},
-            params=RUN + ("attack.fgsm", "attack.pgd", "whitebox", "robustness", "sanity") + section,
+            code=(d.module,) + d.code + attack_modules(),  # it finds its defence and the attacks by name
+            deps={"prepared": PREPARED, "target": TARGET, **ATTACK_FILES, **model},
+            params=RUN + tuple(f"attack.{a}" for a in ATTACK_NAMES) + ("whitebox", "robustness", "sanity") + section,
             metrics={"metrics": evaluation(d.name)},
             runner="featdefense.stages.evaluate:run", fixed={"defence": d.name}))
     # the report: every defence's evaluation, and the models its figures show
@@ -252,10 +258,11 @@ def _defence_stages() -> list[Stage]:
                if d.kind == "preprocessor" and d.trains}
     stages.append(Stage(
         "report", ("dataset",),
-        code=tuple(sorted({f for d in DEFENCES.values() for f in (d.module,) + d.code})) + ("paper_results.yaml",),
-        deps={"prepared": PREPARED, "target": TARGET, "pgd": adversarial("pgd"),
+        code=tuple(sorted({f for d in DEFENCES.values() for f in (d.module,) + d.code})) + attack_modules()
+        + ("paper_results.yaml",),
+        deps={"prepared": PREPARED, "target": TARGET, **ATTACK_FILES,
               **{f"evaluation_{d.name}": evaluation(d.name) for d in DEFENCES.values()}, **figures},
-        params=("threads", "report") + tuple(d.section for d in DEFENCES.values()
+        params=("threads", "report", "whitebox.attack") + tuple(d.section for d in DEFENCES.values()
                                              if d.section and d.kind == "preprocessor"),
         outs={"table_md": "data/reports/{dataset}/table.md", "table_csv": "data/reports/{dataset}/table.csv",
               "examples": "data/reports/{dataset}/examples.png",

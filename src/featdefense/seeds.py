@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import FeatdefenseError, runs
 from . import params as params_mod
+from .attacks import accuracy_keys
 from .defences import DEFENCES
 from .io import write_json, write_text
 from .locations import LOCAL_FILE
@@ -36,7 +37,7 @@ class SeedsError(FeatdefenseError):
     pass
 
 
-KEYS = ("clean", "fgsm", "pgd", "whitebox_fgsm", "whitebox_pgd")
+KEYS = accuracy_keys()  # clean, each attack grey-box, each attack white-box
 OUT = Path("data/seeds")
 
 

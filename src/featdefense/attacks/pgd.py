@@ -6,6 +6,7 @@ evaluation's accounting: an image counts as broken if any iterate fooled the mod
 iterate does not and an earlier one did, that earlier one (the latest such) is returned."""
 import torch
 
+from . import Attack
 from .loss import cross_entropy
 
 
@@ -48,3 +49,14 @@ class PGD:
         return x_adv
 
     __call__ = forward
+
+
+ATTACK = Attack(
+    name="pgd", label="PGD", build=PGD, iterative=True, order=20,
+    description="iterated FGSM steps projected onto the epsilon-ball (the paper's PGD-100); the white-box "
+                "cascade is built on it (whitebox.attack)",
+    schema={"type": "object", "additionalProperties": False, "required": ["epsilon", "steps", "step_size",
+                                                                          "random_start"],
+            "properties": {"epsilon": {"$ref": "#/$defs/epsilon"}, "steps": {"$ref": "#/$defs/positive_int"},
+                           "step_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                           "random_start": {"type": "boolean"}}})

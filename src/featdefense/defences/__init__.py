@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .. import plugins
+from ..attacks import NAMES as ATTACK_NAMES
 from ..plugins import Deferred, Kind
 
 if TYPE_CHECKING:
     from torch import nn
 
 KINDS = ("preprocessor", "classifier")
-# What a training stage may read, by name (the paths are the stage graph's, in pipeline.py).
-TRAIN_INPUTS = ("prepared", "target", "fgsm", "pgd", "loss_net")
+# What a training stage may read, by name (the paths are the stage graph's, in pipeline.py): each attack
+# module's files by the attack's name.
+TRAIN_INPUTS = ("prepared", "target", *ATTACK_NAMES, "loss_net")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import checkpoints, targets
-from ..attacks import PGD
+from ..attacks.pgd import PGD
 from ..io import atomic_path, load_model_file, provenance, save_model
 from ..training import batches, load_split, predict, setup, subset
 from . import Defence

@@ -1,9 +1,11 @@
 """evaluate: one defence on one dataset, under every threat model, with the checks a reviewer runs.
 
 - clean: accuracy with the defence in place;
-- grey-box FGSM and PGD (the paper's protocol): the attack files, crafted on the undefended target, fed
-  through the defence; a defence that replaces the classifier (madry) is attacked on itself instead;
-- white-box (adaptive), all end to end through defence and classifier: FGSM, PGD with each
+- grey-box, each attack module's (the paper's FGSM and PGD; attacks/): the attack files, crafted on the
+  undefended target, fed through the defence; a defence that replaces the classifier (madry) is attacked on
+  itself instead;
+- white-box (adaptive), all end to end through defence and classifier: each attack module's (its white-box
+  column), and for the reference attack's column (`whitebox.attack`: PGD) a cascade: PGD with each
   `whitebox.step_sizes`, BPDA-PGD for image-to-image defences, AutoAttack (APGD-CE, APGD-T, FAB-T,
   Square), the robustness curve's PGD at the table's epsilon, the convergence check's stronger PGD, and
   where the defence still keeps more than `whitebox.autoattack.plus_above`, AutoAttack's plus version; then
@@ -32,9 +34,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import checkpoints, targets
+from .. import attacks, checkpoints, targets
 from ..accuracy import degenerate, nested, summary, tolerated
-from ..attacks import FGSM, PGD
 from ..attacks.autoattack import CHECKS, AutoAttack
 from ..defences import DEFENCES, Defence
 from ..io import ArtifactError, open_h5, write_json
@@ -63,7 +64,13 @@ class _StraightThrough(torch.nn.Module):
 def bpda_model(module: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
     """The BPDA surrogate of a preprocessor defence: its predictions, the target's gradients."""
     return _StraightThrough(module, target).eval().requires_grad_(False)
-GREY_BOX = ("fgsm", "pgd")
+
+
+def evaluating(name: str, model, p: dict, **override):
+    """Attack `name` against `model` from its section, as an evaluation runs it: an iterative attack judged at
+    its best iterate (an image counts as broken if any iterate fooled the model)."""
+    a = attacks.declared(name)
+    return a.built(model, p["attack"][name], **({"best": True} if a.iterative else {}), **override)
 
 
 def read_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
@@ -124,15 +131,14 @@ def run(p, inp, out, dataset, defence):
     module, meta = load_defence(d, p, inp.get("model"), device)
     model = defended_model(d, module, target)
     x_files, index, attack_params, attack_prov = {}, None, {}, None
-    for attack in GREY_BOX:
+    for attack in attacks.NAMES:
         x_adv, idx, attack_params[attack], attack_prov = read_test(inp[attack])
         if index is not None and not np.array_equal(index, idx):
             raise ArtifactError(f"{inp[attack]}: its test images differ from those of the other attack files")
         x_files[attack], index = x_adv, idx
     x, y = load_split(inp["prepared"], "test", index)
     wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
-    fgsm = FGSM(model, **p["attack"]["fgsm"])
-    pgd = {**p["attack"]["pgd"], "best": True}
+    reference = attacks.declared(wb["attack"])  # the cascade's attack
     everyone = torch.ones(len(y), dtype=torch.bool)
 
     gen = seeded(p["seed"], device)
@@ -140,26 +146,32 @@ def run(p, inp, out, dataset, defence):
     correct = {"clean": predictions == y}
     if d.kind == "preprocessor":   # grey-box: the target's adversarial examples, through the defence
         grey = "crafted on the undefended target (the paper's protocol)"
-        for attack in GREY_BOX:
+        for attack in attacks.NAMES:
             correct[attack] = predict(model, x_files[attack], device) == y
     else:                          # the defence is the classifier: attacked on itself
         grey = "crafted on the robust classifier itself (its weights are the defence)"
-        correct["fgsm"] = still_correct(model, fgsm, x, y, everyone, bs, device, f"{defence} FGSM")
-        correct["pgd"] = still_correct(model, gen(0)(PGD(model, **pgd)), x, y, everyone, bs, device, f"{defence} PGD")
+        for attack, a in attacks.ATTACKS.items():
+            correct[attack] = still_correct(model, gen(0)(evaluating(attack, model, p)), x, y, everyone, bs, device,
+                                            f"{defence} {a.label}")
 
-    # white-box, adaptive: a cascade, each attack on the images still robust (the per-image minimum)
-    robust_fgsm = correct["clean"] & correct["fgsm"]
-    if d.kind == "preprocessor":  # a classifier's grey-box FGSM above was already this white-box one
-        robust_fgsm = still_correct(model, fgsm, x, y, robust_fgsm, bs, device, f"{defence} white-box FGSM")
-    correct["whitebox_fgsm"] = robust_fgsm
+    # white-box, adaptive: each attack through defence and classifier; the reference attack's is a cascade,
+    # each attack on the images still robust (the per-image minimum)
+    for attack, a in attacks.ATTACKS.items():
+        if attack == reference.name:
+            continue
+        robust_one = correct["clean"] & correct[attack]
+        if d.kind == "preprocessor":  # a classifier's grey-box attack above was already this white-box one
+            robust_one = still_correct(model, gen(0)(evaluating(attack, model, p)), x, y, robust_one, bs, device,
+                                       f"{defence} white-box {a.label}")
+        correct[attacks.whitebox(attack)] = robust_one
     bpda = bpda_model(module, target) if d.kind == "preprocessor" and not isinstance(module, torch.nn.Identity) \
         else None
     undefended = isinstance(module, torch.nn.Identity)
     same_threat = d.kind == "classifier" or undefended  # the grey-box attack is the white-box one
-    correct["whitebox_pgd"], cascade, curve, sanity = whitebox(model, x, y, predictions, correct, p, device, gen,
-                                                               defence, bpda, same_threat,
-                                                               None if undefended else predict(target, x, device) == y,
-                                                               classes=architecture.classes)
+    reference_clean = None if undefended else predict(target, x, device) == y
+    correct[attacks.whitebox(reference.name)], cascade, curve, sanity = whitebox(
+        model, x, y, predictions, correct, p, device, gen, defence, bpda, same_threat, reference_clean,
+        classes=architecture.classes)
 
     accuracy = {k: share(v) for k, v in correct.items()}
     with open_h5(inp["prepared"]) as f:
@@ -169,18 +181,20 @@ def run(p, inp, out, dataset, defence):
         "defence": {"name": d.name, "label": d.label, "kind": d.kind, "description": d.description,
                     "params": d.params_of(p), "trained": d.trains},
         "threat_model": {
-            "fgsm, pgd": f"grey-box: {grey}",
-            "whitebox_fgsm": "white-box, adaptive: FGSM through defence and classifier end to end; per image, "
-                             "robust only if clean, grey-box FGSM and white-box FGSM all left it correct",
-            "whitebox_pgd": "white-box, adaptive: per image, robust only if it is classified correctly clean and "
-                            "after every attack of whitebox_pgd_cascade (grey-box ones included), each judged "
-                            "at its best iterate",
+            ", ".join(attacks.NAMES): f"grey-box: {grey}",
+            **{attacks.whitebox(n): f"white-box, adaptive: {a.label} through defence and classifier end to end; "
+                                    f"per image, robust only if clean, grey-box {a.label} and white-box {a.label} "
+                                    "all left it correct" for n, a in attacks.ATTACKS.items() if n != reference.name},
+            attacks.whitebox(reference.name): "white-box, adaptive: per image, robust only if it is classified "
+                                              "correctly clean and after every attack of "
+                                              f"whitebox_{reference.name}_cascade (grey-box ones included), each "
+                                              "judged at its best iterate",
         },
         "accuracy": accuracy,
         "intervals": {k: summary(v) for k, v in correct.items()},
-        "whitebox_pgd_cascade": cascade,
+        f"whitebox_{reference.name}_cascade": cascade,
         # the test images (their index in the split) that every attack left: what an independent attack checks
-        "whitebox_robust_index": index[correct["whitebox_pgd"].numpy()].tolist(),
+        "whitebox_robust_index": index[correct[attacks.whitebox(reference.name)].numpy()].tolist(),
         "sanity": sanity,
         "degenerate": sanity["not_degenerate"]["degenerate"],
         "sanity_failed": [k for k, v in sanity.items() if v["verdict"] == "FAIL"],
@@ -205,36 +219,40 @@ def run(p, inp, out, dataset, defence):
 
 def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda=None, same_threat: bool = False,
              reference_clean: torch.Tensor | None = None, *, classes: int):
-    """The white-box PGD cascade, the robustness curve and the sanity checks of `model` (defence and
-    classifier end to end) on images x, y, given the masks `correct` of clean, grey-box and white-box FGSM.
+    """The white-box cascade of the reference attack (`whitebox.attack`, PGD), the robustness curve and the
+    sanity checks of `model` (defence and classifier end to end) on images x, y, given the masks `correct` of
+    clean, every attack grey-box and every other attack white-box.
     `bpda`: the BPDA surrogate of an image-to-image defence, if it has one. `same_threat`: the grey-box
     attack is this white-box one (a defence that is the classifier, or none). `reference_clean`: the
     undefended target's clean mask on the same images (for the clean-accuracy check). `classes`: how many
     the target tells apart (the degenerate check). Returns the per-image
     robust mask (every attack), the cascade (accuracy after each attack), the curve and the checks."""
     wb, bs = p["whitebox"], p["whitebox"]["batch_size"]
-    pgd = {**p["attack"]["pgd"], "best": True}
+    ref = attacks.declared(wb["attack"])
+    eps = p["attack"][ref.name]["epsilon"]
     cascade = {}  # "NN. attack" -> accuracy once it and every attack before it ran (NN keeps the order)
 
     def after(name: str, mask: torch.Tensor) -> torch.Tensor:
         cascade[f"{len(cascade) + 1:02d}. {'+ ' if cascade else ''}{name}"] = summary(mask)
         return mask
 
-    robust = after("clean, grey-box PGD", correct["clean"] & correct["pgd"])
-    if p["attack"]["fgsm"]["epsilon"] <= pgd["epsilon"]:  # FGSM's ball lies inside PGD's: it counts too
-        robust = after("grey-box and white-box FGSM", robust & correct["whitebox_fgsm"])
-    runs = [(f"white-box PGD step {step}", PGD(model, **{**pgd, "step_size": step})) for step in wb["step_sizes"]]
+    robust = after(f"clean, grey-box {ref.label}", correct["clean"] & correct[ref.name])
+    for name, a in attacks.ATTACKS.items():  # an attack whose ball lies inside the reference's counts too
+        if name != ref.name and p["attack"][name]["epsilon"] <= eps:
+            robust = after(f"grey-box and white-box {a.label}", robust & correct[attacks.whitebox(name)])
+    runs = [(f"white-box {ref.label} step {step}", evaluating(ref.name, model, p, step_size=step))
+            for step in wb["step_sizes"]]
     if bpda is not None:
         # BPDA: forward through the defence, backward as if it were the identity; in case the defence's
         # own gradient is uninformative (clipping, a median's sparse gradient, saturating outputs)
         step = max(wb["step_sizes"])
-        runs.append((f"white-box BPDA-PGD step {step}", PGD(bpda, **{**pgd, "step_size": step})))
+        runs.append((f"white-box BPDA-{ref.label} step {step}", evaluating(ref.name, bpda, p, step_size=step)))
     for i, (name, attack) in enumerate(runs):
         robust = after(name, still_correct(model, gen(1 + i)(attack), x, y, robust, bs, device, f"{label} {name}"))
 
     aa, square = wb["autoattack"], None
     library = None if aa["version"] == "none" else AutoAttack(
-        model, epsilon=pgd["epsilon"], version=aa["version"], seed=p["seed"], iterations=aa["iterations"],
+        model, epsilon=eps, version=aa["version"], seed=p["seed"], iterations=aa["iterations"],
         square_queries=aa["square_queries"], device=device)
     if library is not None:
         library.preflight(x[:bs].to(device), y[:bs].to(device))
@@ -251,10 +269,10 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
             library.check_square(shares)
 
     # the robustness curve's PGD at the table's epsilon counts too
-    masks, n = robustness_curve(model, x, y, correct["clean"], p["robustness"], pgd, bs, device, gen, label, robust)
-    if pgd["epsilon"] in masks:
-        robust = after(f"white-box PGD of the robustness curve (first {n} images)",
-                       torch.cat([robust[:n] & masks[pgd["epsilon"]], robust[n:]]))
+    masks, n = robustness_curve(model, x, y, correct["clean"], p, bs, device, gen, label, robust)
+    if eps in masks:
+        robust = after(f"white-box {ref.label} of the robustness curve (first {n} images)",
+                       torch.cat([robust[:n] & masks[eps], robust[n:]]))
     sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after, classes,
                                    same_threat, reference_clean)
     sanity["gradient_free_not_stronger"] = square_check(square, p["sanity"]["tolerance"])
@@ -264,7 +282,7 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
     # smaller ball is broken in a larger one): at the table's epsilon it is the table's number on the
     # curve's images (the first robustness.test_size)
-    return robust, cascade, curve_summary(p["robustness"], pgd, masks, n, robust), sanity
+    return robust, cascade, curve_summary(p["robustness"], ref.label, eps, masks, n, robust), sanity
 
 
 def square_check(square: tuple[torch.Tensor, torch.Tensor] | None, tol: dict) -> dict:
@@ -333,7 +351,7 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
 def built(model, p: dict, version: str, seed: int, device) -> AutoAttack:
     """AutoAttack's `version` at the configured budget, seeded with `seed`."""
     aa = p["whitebox"]["autoattack"]
-    return AutoAttack(model, epsilon=p["attack"]["pgd"]["epsilon"], version=version, seed=seed,
+    return AutoAttack(model, epsilon=p["attack"][p["whitebox"]["attack"]]["epsilon"], version=version, seed=seed,
                       iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
 
 
@@ -390,37 +408,41 @@ def rerun(model, x, y, robust, p, device, label, after, sanity, plus: AutoAttack
     return robust, reruns
 
 
-def robustness_curve(model, x, y, clean, cfg: dict, pgd: dict, batch_size: int, device, gen, defence: str,
+def robustness_curve(model, x, y, clean, p: dict, batch_size: int, device, gen, defence: str,
                      whitebox: torch.Tensor) -> tuple[dict[float, torch.Tensor], int]:
-    """White-box PGD's robust images at each epsilon, on the first `robustness.test_size` images. An image
-    broken at a smaller epsilon is broken at every larger one (its adversarial example lies in the larger
-    ball too), so each run attacks the rest; from the table's epsilon (attack.pgd's) on, only the images
-    the table's attacks so far (`whitebox`) left. Returns {epsilon: robust mask} and the image count."""
+    """White-box robust images at each epsilon under the cascade's attack (`whitebox.attack`, PGD), on the
+    first `robustness.test_size` images. An image broken at a smaller epsilon is broken at every larger one
+    (its adversarial example lies in the larger ball too), so each run attacks the rest; from the table's
+    epsilon (that attack's) on, only the images the table's attacks so far (`whitebox`) left. Returns
+    {epsilon: robust mask} and the image count."""
+    cfg, ref = p["robustness"], p["whitebox"]["attack"]
+    table_eps = p["attack"][ref]["epsilon"]
     n = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
     robust = clean[:n].clone()
     masks = {}
     for i, eps in enumerate(sorted(cfg["epsilons"])):
-        if math.isclose(eps, pgd["epsilon"]):
+        if math.isclose(eps, table_eps):
             robust = robust & whitebox[:n]
         if eps > 0:
-            attack = gen(50 + i)(PGD(model, epsilon=eps, steps=cfg["steps"], step_size=cfg["relative_step"] * eps,
-                                     random_start=pgd["random_start"], best=True))
+            attack = gen(50 + i)(evaluating(ref, model, p, epsilon=eps, steps=cfg["steps"],
+                                            step_size=cfg["relative_step"] * eps))
             robust = still_correct(model, attack, x[:n], y[:n], robust, batch_size, device,
-                                   f"{defence} PGD at eps {eps}")
-        masks[pgd["epsilon"] if math.isclose(eps, pgd["epsilon"]) else eps] = robust
+                                   f"{defence} {attacks.declared(ref).label} at eps {eps}")
+        masks[table_eps if math.isclose(eps, table_eps) else eps] = robust
     return masks, n
 
 
-def curve_summary(cfg: dict, pgd: dict, masks: dict[float, torch.Tensor], n: int, final: torch.Tensor) -> dict:
+def curve_summary(cfg: dict, label: str, table_eps: float, masks: dict[float, torch.Tensor], n: int,
+                  final: torch.Tensor) -> dict:
     """The curve from its masks, once every attack has run: at the table's epsilon and above, an image the
     table's attacks broke counts as broken (so the curve there is the table's number on its images)."""
     accuracy, intervals = [], []
     for eps in sorted(masks):
-        mask = masks[eps] & final[:n] if eps >= pgd["epsilon"] or math.isclose(eps, pgd["epsilon"]) else masks[eps]
+        mask = masks[eps] & final[:n] if eps >= table_eps or math.isclose(eps, table_eps) else masks[eps]
         accuracy.append(share(mask))
         intervals.append(summary(mask)["interval_95"])
-    return {"attack": f"white-box PGD, {cfg['steps']} steps of {cfg['relative_step']} x epsilon (best iterate); "
-                      f"at epsilon {pgd['epsilon']} and above with every attack of the table",
+    return {"attack": f"white-box {label}, {cfg['steps']} steps of {cfg['relative_step']} x epsilon (best iterate); "
+                      f"at epsilon {table_eps} and above with every attack of the table",
             "test_images": n, "epsilon": sorted(masks), "accuracy": accuracy, "interval_95": intervals}
 
 
@@ -433,7 +455,8 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
 
     The costly ones run on the first `sanity.test_size` images. The convergence check's stronger PGD
     breaks images too: they count in the white-box number (returned with the checks)."""
-    cfg, pgd, bs = p["sanity"], {**p["attack"]["pgd"], "best": True}, p["whitebox"]["batch_size"]
+    cfg, bs = p["sanity"], p["whitebox"]["batch_size"]
+    ref = attacks.declared(p["whitebox"]["attack"])
     tol = cfg["tolerance"]
     m = len(y) if cfg["test_size"] is None else min(cfg["test_size"], len(y))
     xs, ys, clean = x[:m], y[:m], correct["clean"][:m]
@@ -458,45 +481,47 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
 
     eps = cfg["unbounded_epsilon"]
     steps = p["robustness"]["steps"]
-    unbounded = summary(still_correct(model, gen(90)(PGD(model, epsilon=eps, steps=steps, step_size=eps / 4,
-                                                         random_start=True, best=True)),
-                                      xs, ys, clean, bs, device, f"{label} sanity: PGD at eps {eps}"))
+    unbounded = summary(still_correct(model, gen(90)(evaluating(ref.name, model, p, epsilon=eps, steps=steps,
+                                                                step_size=eps / 4, random_start=True)),
+                                      xs, ys, clean, bs, device, f"{label} sanity: {ref.label} at eps {eps}"))
     checks["unbounded_budget"] = {"verdict": "n/a" if not clean.any() else "pass"
                                   if unbounded["accuracy"] <= cfg["unbounded_max_accuracy"] else "FAIL",
                                   "why": "no image is classified right clean" if not clean.any() else
                                   f"{unbounded['correct']} of {unbounded['images']} images left",
-                                  "what": f"accuracy under PGD at epsilon {eps} (any image) is at most "
+                                  "what": f"accuracy under {ref.label} at epsilon {eps} (any image) is at most "
                                           f"{cfg['unbounded_max_accuracy']}", "accuracy": unbounded}
 
     step = p["whitebox"]["step_sizes"][0]
-    alone = still_correct(model, gen(91)(PGD(model, **{**pgd, "step_size": step})), xs, ys, clean, bs, device,
-                          f"{label} sanity: PGD alone")
+    alone = still_correct(model, gen(91)(evaluating(ref.name, model, p, step_size=step)), xs, ys, clean, bs, device,
+                          f"{label} sanity: {ref.label} alone")
     stronger = alone
     for r in range(cfg["restarts"]):
-        attack = PGD(model, **{**pgd, "step_size": step, "steps": 2 * pgd["steps"], "random_start": True})
+        attack = evaluating(ref.name, model, p, step_size=step, steps=2 * p["attack"][ref.name]["steps"],
+                            random_start=True)
         stronger = still_correct(model, gen(92 + r)(attack), xs, ys, stronger, bs, device,
-                                 f"{label} sanity: PGD x2 steps, restart {r + 1}")
+                                 f"{label} sanity: {ref.label} x2 steps, restart {r + 1}")
     checks["converged"] = {
-        "what": f"of the images PGD alone left, PGD with twice the steps and {cfg['restarts']} random restarts "
+        "what": f"of the images {ref.label} alone left, {ref.label} with twice the steps and {cfg['restarts']} "
+                "random restarts "
                 f"breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)",
         **nested(alone, stronger, tolerated(m, tol["images"], tol["share"])),
-        "pgd": summary(alone), "stronger": summary(stronger)}
+        ref.name: summary(alone), "stronger": summary(stronger)}
     if checks["converged"]["verdict"] == "n/a":
-        checks["converged"]["why"] = "PGD alone already leaves no image: nothing to converge"
-    robust = after(f"white-box PGD of the convergence check (first {m} images)",
+        checks["converged"]["why"] = f"{ref.label} alone already leaves no image: nothing to converge"
+    robust = after(f"white-box {ref.label} of the convergence check (first {m} images)",
                    torch.cat([robust[:m] & stronger, robust[m:]]))
 
-    what = ("of the images white-box PGD (with the convergence check's restarts) left, grey-box PGD breaks at "
-            f"most max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
+    what = (f"of the images white-box {ref.label} (with the convergence check's restarts) left, grey-box "
+            f"{ref.label} breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
     if same_threat:
         checks["whitebox_not_above_greybox"] = {"verdict": "n/a", "what": what,
                                                 "why": "the grey-box attack is this white-box attack (on the "
                                                        "classifier itself)"}
     else:
-        grey = correct["pgd"][:m]
+        grey = correct[ref.name][:m]
         checks["whitebox_not_above_greybox"] = {"what": what, **nested(stronger, stronger & grey,
                                                                        tolerated(m, tol["images"], tol["share"])),
                                                 "whitebox": summary(stronger), "greybox": summary(grey)}
         if checks["whitebox_not_above_greybox"]["verdict"] == "n/a":
-            checks["whitebox_not_above_greybox"]["why"] = "white-box PGD already leaves no image"
+            checks["whitebox_not_above_greybox"]["why"] = f"white-box {ref.label} already leaves no image"
     return checks, robust

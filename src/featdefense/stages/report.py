@@ -19,14 +19,23 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from .. import attacks  # noqa: E402
 from ..defences import DEFENCES  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
 from .. import targets  # noqa: E402
 from ..training import load_split, setup  # noqa: E402
 from .evaluate import load_defence, read_test  # noqa: E402
 
-ATTACKS = {"clean": "none (clean)", "fgsm": "FGSM", "pgd": "PGD"}
-WHITEBOX = {"fgsm": "whitebox_fgsm", "pgd": "whitebox_pgd"}
+
+
+def reference(m: dict) -> str:
+    """The attack an evaluation's cascade was built on (whitebox.attack; PGD before attacks were plug-ins)."""
+    return m["attacks"]["whitebox"].get("attack", "pgd")
+
+
+def evaluated(m: dict) -> dict[str, str]:
+    """The attacks an evaluation ran, by name, with their labels: the attack modules its accuracy names."""
+    return {n: a.label for n, a in attacks.ATTACKS.items() if n in m["accuracy"]}
 
 
 def paper_results() -> dict:
@@ -68,7 +77,8 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
     dataset = next(iter(evaluations.values()))["dataset"]
     published = {(r["attack"], r["defence"]): r for r in paper["rows"]}
     rows = []
-    for attack, attack_label in ATTACKS.items():
+    rows_of = {"clean": "none (clean)", **evaluated(next(iter(evaluations.values())))}
+    for attack, attack_label in rows_of.items():
         for name, m in evaluations.items():
             key = DEFENCES[name].paper_key
             row = published.get((attack, key), {})
@@ -77,7 +87,7 @@ def table(evaluations: dict[str, dict], paper: dict) -> pd.DataFrame:
                 paper_value = paper["clean_target"].get(dataset)
             broken = row.get("broken") if dataset in paper["clean_target"] else None  # a dataset the paper had
             on_itself = attack != "clean" and m["defence"]["kind"] == "classifier"
-            wb = m["intervals"][WHITEBOX[attack]] if attack in WHITEBOX else None
+            wb = m["intervals"][attacks.whitebox(attack)] if attack != "clean" else None
             rows.append({
                 "attack": attack_label if attack == "clean" else
                 f"{attack_label} ({'on the robust model' if on_itself else 'grey-box'})",
@@ -128,25 +138,29 @@ def caption(evaluations: dict[str, dict]) -> str:
     first = next(iter(evaluations.values()))
     d, a = first["data"], first["attacks"]
     data = "canonical files" if d["canonical"] else "a NON-canonical copy (its checksum named in params)"
-    pgd, wb = a["pgd"], a["whitebox"]
+    wb, ref = a["whitebox"], reference(first)
+    pgd, labels = a[ref], evaluated(first)
+    others = [label for n, label in labels.items() if n != ref]
     curve = first["robustness"]
     lines = [
         f"Dataset: {first['dataset']} ({data}); {d['test_images']} test images; adversarial train examples of "
         f"{a['subset_sizes']['train_size'] or 'all'} train images per attack.",
         f"Target: {targets.architecture(first['target']).label}, {first['target']['epochs']} epoch(s) on {d['target_train_images']} images (clean accuracy "
         f"on the full test set {100 * first['target']['clean_accuracy_full_test_set']:.1f}%).",
-        f"Attacks: FGSM eps {a['fgsm']['epsilon']}; PGD eps {pgd['epsilon']}, {pgd['steps']} steps of "
-        f"{pgd['step_size']}, random start {pgd['random_start']}. Grey-box: crafted on the undefended target and "
+        f"Attacks: {'; '.join(f'{label} {spec(a[n])}' for n, label in labels.items())}. Grey-box: crafted on "
+        "the undefended target and "
         "fed through the defence (the paper's protocol); for a defence that is itself the classifier (Madry), "
         "crafted on it.",
-        f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: FGSM; PGD ({pgd['steps']} "
-        f"steps, each step size of {wb['step_sizes']}); for image-to-image defences also BPDA-PGD (the defence "
+        f"White-box (adaptive), the column the paper fills with 'Broken?' ticks: {'; '.join(others + [''])}"
+        f"{labels[ref]} ({pgd['steps']} steps, each step size of {wb['step_sizes']}); for image-to-image defences "
+        f"also BPDA-{labels[ref]} (the defence "
         f"taken as the identity on the backward pass); AutoAttack ({autoattack(wb['autoattack'])}); the "
-        "robustness curve's PGD at this epsilon and the convergence check's PGD (on their images); all through "
+        f"robustness curve's {labels[ref]} at this epsilon and the convergence check's {labels[ref]} (on their "
+        "images); all through "
         "defence and classifier end to end, each judged at its best iterate (an image counts as broken if any "
         "iterate fooled the model). An image counts only if it is classified correctly clean and after every "
-        "attack, grey-box ones included: the FGSM row's white-box number takes the minimum over the FGSM "
-        f"attacks, the PGD row's over all of them{plus(wb['autoattack'])}{reruns(wb['autoattack'])}. Intervals: 95% Wilson score intervals "
+        f"attack, grey-box ones included: the {', '.join(others)} row's white-box number takes the minimum over "
+        f"the {', '.join(others)} attacks, the {labels[ref]} row's over all of them{plus(wb['autoattack'])}{reruns(wb['autoattack'])}. Intervals: 95% Wilson score intervals "
         "over the test images: they cover which test images were drawn, not the training seed (one seed here).",
         f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
@@ -168,15 +182,24 @@ def caption(evaluations: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def spec(section: dict) -> str:
+    """An attack's section as the caption says it: "eps 0.2, 100 steps of 0.1, random start True"."""
+    said = [f"eps {section['epsilon']}"]
+    if {"steps", "step_size"} <= set(section):
+        said.append(f"{section['steps']} steps of {section['step_size']}")
+    said += [f"{k.replace('_', ' ')} {v}" for k, v in section.items() if k not in ("epsilon", "steps", "step_size")]
+    return ", ".join(said)
+
+
 def autoattack(cfg: dict) -> str:
     if cfg["version"] == "none":
         return "not run"
     budget = [f"{cfg['iterations']} iterations" if cfg["iterations"] else "",
               f"Square {cfg['square_queries']} queries" if cfg["square_queries"] else ""]
     budget = ", ".join(b for b in budget if b)
-    attacks = {"standard": "APGD-CE, APGD-T, FAB-T, Square",
-               "plus": "APGD-CE, APGD-DLR, FAB, Square, APGD-T, FAB-T, with restarts"}[cfg["version"]]
-    return f"{cfg['version']} version: {attacks}" + (
+    names = {"standard": "APGD-CE, APGD-T, FAB-T, Square",
+             "plus": "APGD-CE, APGD-DLR, FAB, Square, APGD-T, FAB-T, with restarts"}[cfg["version"]]
+    return f"{cfg['version']} version: {names}" + (
         f", budget reduced to {budget}" if budget else ", its full budget")
 
 
@@ -291,7 +314,9 @@ def run(p, inp, out, dataset):
     df = table(evaluations, paper_results())
     with atomic_path(out["table_csv"]) as tmp:
         df.to_csv(tmp, index=False)
-    eps = next(iter(evaluations.values()))["attacks"]["pgd"]["epsilon"]
+    first = next(iter(evaluations.values()))
+    ref = reference(first)
+    eps = first["attacks"][ref]["epsilon"]
     title = f"## {dataset}: accuracy (%) at epsilon {eps}" + (", ours beside the paper's" if "paper_%" in df else "")
     shown = df.astype(object)
     for i, row in df.iterrows():  # a degenerate classifier's accuracy is no robustness: no number is shown
@@ -313,7 +338,9 @@ def run(p, inp, out, dataset):
     preprocessors = {name: load_defence(d, p, inp.get(f"model_{name}"), device)[0]
                      for name, d in DEFENCES.items() if d.kind == "preprocessor"}
     denoisers = {name: m for name, m in preprocessors.items() if not isinstance(m, torch.nn.Identity)}
-    x_adv, index, _, _ = read_test(inp["pgd"])
+    shown_attack = p["whitebox"]["attack"]  # the paper's figures show PGD's examples
+    label = attacks.declared(shown_attack).label
+    x_adv, index, _, _ = read_test(inp[shown_attack])
     x_clean, y = load_split(inp["prepared"], "test", index)
     k = p["report"]["examples"]
     with torch.no_grad():
@@ -322,10 +349,10 @@ def run(p, inp, out, dataset):
         if len(pick) == 0:
             pick = np.arange(min(k, len(y)))
         xc, xa = x_clean[pick], x_adv[pick]
-        rows = [("clean", xc), ("PGD (grey-box)", xa)] + [
-            (f"{DEFENCES[name].label}\n(PGD denoised)", m(xa)) for name, m in denoisers.items()]
+        rows = [("clean", xc), (f"{label} (grey-box)", xa)] + [
+            (f"{DEFENCES[name].label}\n({label} denoised)", m(xa)) for name, m in denoisers.items()]
         examples_figure(out["examples"], [(label, v.numpy(), target(v).argmax(1).numpy()) for label, v in rows],
-                        y[pick].numpy(), f"{dataset}: test images the PGD attack fooled, then each denoiser's "
+                        y[pick].numpy(), f"{dataset}: test images the {label} attack fooled, then each denoiser's "
                         "output; titles: the target's prediction (red = wrong)")
     feature_noise_figure(out["feature_noise"], target, [(label, v[:1]) for label, v in rows], channels=6,
                          title=f"{dataset}: the target's first-layer feature maps; 'noise' = mean |change| "
