@@ -117,3 +117,13 @@ def test_a_new_attack_module_and_params_section_run_its_stages_and_no_other(snak
     assert m["accuracy"]["whitebox_pgd"] <= m["accuracy"]["whitebox_noise"] <= m["accuracy"]["noise"]
     table = (project / "data/reports/mnist/table.md").read_text()
     assert "| noise (grey-box)" in table and "noise eps 0.2" in table
+
+
+def test_an_attack_module_not_named_after_its_attack_is_refused(tmp_path):
+    from featdefense import plugins
+
+    (tmp_path / "bim.py").write_text(NOISE)  # declares "noise": the stage graph would look for attacks/noise.py
+    with pytest.raises(ValueError, match=r"declares attack 'noise'; allowed: an attack module named after its "
+                                         r"attack, .*/noise.py"):
+        plugins.discover(attacks.KIND, tmp_path, "featdefense.attacks", named=True)
+    assert list(plugins.discover(attacks.KIND, tmp_path, "featdefense.attacks")) == ["noise"]

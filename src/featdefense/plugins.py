@@ -144,8 +144,10 @@ def _read_call(kind: Kind, call: ast.expr, constants: dict, functions: dict, pat
         raise ValueError(f"{path}, line {call.lineno}: {e}") from None
 
 
-def discover(kind: Kind, folder: str | Path, package: str) -> dict:
-    """Every plug-in of `package` (its folder), by name, in their `order` and then by name."""
+def discover(kind: Kind, folder: str | Path, package: str, named: bool = False) -> dict:
+    """Every plug-in of `package` (its folder), by name, in their `order` and then by name. `named`: each
+    module must be named after its plug-in (`<folder>/<name>.py`), because the stage graph names a stage's
+    module by its wildcard's value (pipeline.BY_WILDCARD)."""
     found = []
     folder = Path(folder)
     for info in pkgutil.iter_modules([str(folder)]):
@@ -156,4 +158,20 @@ def discover(kind: Kind, folder: str | Path, package: str) -> dict:
     names = [d.name for d in found]
     if len(set(names)) != len(names):
         raise ValueError(f"two {kind.cls.__name__.lower()} modules share a name: {sorted(names)}")
+    what = kind.cls.__name__.lower()
+    for d in found if named else ():
+        if d.module != f"{Path(folder).name}/{d.name}.py":
+            raise ValueError(f"src/featdefense/{d.module}: declares {what} {d.name!r}; allowed: "
+                             f"{'an' if what[0] in 'aeiou' else 'a'} {what} module "
+                             f"named after its {what}, {Path(folder).name}/{d.name}.py")
     return {d.name: d for d in sorted(found, key=lambda d: (getattr(d, "order", 100), d.name))}
+
+
+def lookup(found: dict, name: str, where: str = ""):
+    """The plug-in `name` of those `discover` found, or an error naming `where` (a params key) and those allowed."""
+    try:
+        return found[name]
+    except KeyError:
+        what = type(next(iter(found.values()))).__name__.lower() if found else "plug-in"
+        raise ValueError(f"{where + ': ' if where else ''}{what} {name!r} is not one of the {what} modules; allowed: "
+                         f"{sorted(found)}") from None

@@ -52,19 +52,12 @@ class Attack:
 
 
 KIND = Kind("ATTACK", Attack, expressions=("build",))
-ATTACKS: dict[str, Attack] = plugins.discover(KIND, __path__[0], __name__)
+ATTACKS: dict[str, Attack] = plugins.discover(KIND, __path__[0], __name__, named=True)
 NAMES = tuple(ATTACKS)  # the stage graph's {attack} wildcard: every attack module
-for _a in ATTACKS.values():  # the stage graph names an attack's module by its name (pipeline.ATTACK_MODULE)
-    if _a.module != f"attacks/{_a.name}.py":
-        raise ValueError(f"src/featdefense/{_a.module}: declares attack {_a.name!r}; allowed: an attack module "
-                         f"named after its attack, attacks/{_a.name}.py")
 
 
 def declared(name: str) -> Attack:
-    try:
-        return ATTACKS[name]
-    except KeyError:
-        raise ValueError(f"attack {name!r} is not an attack module; allowed: {sorted(ATTACKS)}") from None
+    return plugins.lookup(ATTACKS, name)
 
 
 def modules() -> tuple[str, ...]:

@@ -40,18 +40,7 @@ class Dataset:
 
 
 KIND = Kind("DATASET", Dataset, functions=("read",))
-DATASETS: dict[str, Dataset] = plugins.discover(KIND, __path__[0], __name__)
-for _d in DATASETS.values():  # the stage graph names a dataset's module by its name (pipeline.DATASET_MODULE)
-    if _d.module != f"datasets/{_d.name}.py":
-        raise ValueError(f"src/featdefense/{_d.module}: declares dataset {_d.name!r}; allowed: a dataset module "
-                         f"named after its dataset, datasets/{_d.name}.py")
-
-
-def declared(name: str) -> Dataset:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"dataset {name!r} is not a dataset module; allowed: {sorted(DATASETS)}") from None
+DATASETS: dict[str, Dataset] = plugins.discover(KIND, __path__[0], __name__, named=True)
 
 
 def checked(d: Dataset, x, y, where: str):
@@ -93,4 +82,4 @@ def listed(path: str | Path = "params.yaml") -> list[str]:
     return [n for n in names if n in DATASETS] if isinstance(names, list) else list(DATASETS)
 
 
-__all__ = ["Dataset", "DATASETS", "KIND", "checked", "declared", "listed"]
+__all__ = ["Dataset", "DATASETS", "KIND", "checked", "listed"]

@@ -49,10 +49,7 @@ def modules() -> tuple[str, ...]:
 
 
 def declared(name: str) -> Target:
-    try:
-        return TARGETS[name]
-    except KeyError:
-        raise ValueError(f"target.architecture: {name!r} is not a target module; allowed: {sorted(TARGETS)}") from None
+    return plugins.lookup(TARGETS, name, "target.architecture")
 
 
 def architecture(meta: dict) -> Target:
