@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib
 import json
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 import yaml
 
 from featdefense import locations
-from featdefense.datasets import DATASETS, Dataset, checked, listed
+from featdefense.datasets import DATASETS, checked, listed
 from featdefense.io import ArtifactError
 from featdefense.params import ParamsError, validate
 from featdefense.stages import download, prepare
@@ -27,16 +25,6 @@ def test_the_papers_two_datasets_run_by_default_and_fashion_mnist_is_declared():
     assert PAPER["datasets"] == ["mnist", "cifar10"] and listed(ROOT / "params.yaml") == ["mnist", "cifar10"]
     assert list(DATASETS) == ["mnist", "cifar10", "fashion_mnist"]
     assert [d.paper_table for d in DATASETS.values()] == ["Table 1", "Table 2", None]
-
-
-@pytest.mark.parametrize("name", list(DATASETS))
-def test_a_dataset_declaration_read_from_source_is_the_one_the_module_makes(name):
-    read = DATASETS[name]
-    made = importlib.import_module(f"featdefense.datasets.{name}").DATASET
-    for f in dataclasses.fields(Dataset):
-        if f.name not in ("read", "module"):
-            assert getattr(read, f.name) == getattr(made, f.name), f.name
-    assert read.read.runner == f"featdefense.datasets.{name}:read" and read.module == f"datasets/{name}.py"
 
 
 def test_a_run_lists_only_dataset_modules(tmp_path):

@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from featdefense import cli, locations
-from featdefense.io import ArtifactError, atomic_path, resolve_device, write_json
+from featdefense.io import ArtifactError, atomic_path, resolve_device
 from featdefense.stages.attack import in_halves_on_oom
 
 from . import fixtures
-from .conftest import PAPER, env_for, make_project, set_param, sh
+from .conftest import env_for, make_project, set_param, sh
 
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from featdefense import locations
 from featdefense.defences import DEFENCES

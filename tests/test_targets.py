@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 from pathlib import Path
 
@@ -30,12 +29,9 @@ def test_the_papers_lenet_is_the_default_and_a_larger_cnn_is_declared():
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
-def test_a_target_declaration_read_from_source_is_the_one_the_module_makes(name):
+def test_a_target_builds_the_network_it_declares(name):  # its declaration as read: tests/test_plugins.py
     read = TARGETS[name]
     made = importlib.import_module(f"featdefense.targets.{Path(read.module).stem}").TARGET
-    for f in dataclasses.fields(Target):
-        if f.name not in ("build", "module"):
-            assert getattr(read, f.name) == getattr(made, f.name), f.name
     net = read.build(read.classes)
     assert type(net) is type(made.build(made.classes)) and net(torch.rand(2, *read.input_shape)).shape == (2, 10)
 

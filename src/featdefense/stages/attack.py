@@ -10,7 +10,6 @@ import json
 import logging
 
 import h5py
-import numpy as np
 import torch
 from tqdm import tqdm
 
