@@ -51,6 +51,17 @@ def test_results_tables_are_the_archived_reports():
             f"README's {table.parent.name} table differs from {table.relative_to(ROOT)}"
 
 
+def test_the_fashion_mnist_table_is_its_archives_report():
+    """The dataset the paper did not cover: its own archive, named beside its table."""
+    section = results_section()
+    named = re.search(r"These numbers are in\s+\[?`(results/[^`]+?)/?`", section)
+    assert named, "README must name the archive of its Fashion-MNIST table"
+    table = ROOT / named.group(1) / "reports" / "fashion_mnist" / "table.md"
+    shown = as_shown(table, 1, upto="### ")
+    assert "| attack " in shown and "paper_%" not in shown and shown in section, \
+        f"README's fashion_mnist table differs from {table.relative_to(ROOT)}"
+
+
 def test_results_figures_come_from_the_same_archive():
     page = results_page()
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
