@@ -127,3 +127,23 @@ def test_a_step_named_twice_is_refused(tmp_path):
     assert ck.step("a", lambda: 1) == 1
     with pytest.raises(ValueError, match="named twice"):
         ck.step("a", lambda: 2)
+
+
+def test_a_second_run_of_a_running_stage_is_refused_and_touches_nothing(snakemake_copy, monkeypatch):
+    """Two runs of one instance (a second Snakemake after --unlock, a job started again while the first lives)
+    would write the same outputs and checkpoint: the second is refused at once, naming the first's process."""
+    import os
+
+    before = outputs(snakemake_copy, "train_target@mnist")
+    monkeypatch.chdir(snakemake_copy)
+    with checkpoints.exclusive("train_target@mnist"):  # this process is the first run
+        second = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force",
+                    check=False)
+        assert second.returncode == 2, second.stderr
+        assert f"stage train_target@mnist is already running (process {os.getpid()} holds" in second.stderr
+        other = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "cifar10", "--force")
+        assert other.returncode == 0  # another instance runs beside it
+    assert outputs(snakemake_copy, "train_target@mnist") == before
+    assert not (snakemake_copy / checkpoints.ROOT / "train_target@mnist").exists()
+    sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")  # lock released
+    assert outputs(snakemake_copy, "train_target@mnist") == before  # and the same bytes again

@@ -15,12 +15,19 @@ Outside `featdefense run` (a test or script calling a stage's function) checkpoi
 A stop can be asked for (`ask_to_stop`, the handler `featdefense run` installs for the signal SLURM sends
 before a job's time limit, pipeline.STOP_SIGNAL): the stage then stops at its next save, once that piece
 is written, by raising `Stopped`; its checkpoint stays for the next run.
+
+One run of an instance at a time (`exclusive`): two runs of one stage instance would write the same outputs
+and the same checkpoint (a second Snakemake started in the same folder after `--unlock`, a job a scheduler
+started again while the first still ran); the second is refused, naming the first's process, and nothing of
+the first's is touched. The lock is the operating system's (flock), so it goes with the process that held it.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import fcntl
 import hashlib
+import os
 import io
 import json
 import logging
@@ -33,6 +40,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from . import FeatdefenseError
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,34 @@ _stop: list[str] = []  # the signal that asked the stage to stop, once one did
 
 class Stopped(Exception):
     """A stop was asked for and the stage's progress so far is saved: a rerun resumes from it."""
+
+
+class Busy(FeatdefenseError):
+    """Another process is running the same stage instance."""
+
+
+@contextlib.contextmanager
+def exclusive(instance: str, root: Path = ROOT) -> Iterator[None]:
+    """Hold the instance's lock (`<root>/<instance>.lock`) for the block, or raise Busy at once if another
+    process holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{instance}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise Busy(f"stage {instance} is already running (process {holder} holds {path}): two runs of one "
+                       "stage would write the same outputs; wait for it, or stop it first") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
 
 
 def ask_to_stop(signum: int, _frame=None) -> None:

@@ -24,6 +24,12 @@ TIMINGS = Path("logs/timings.jsonl")  # wall-clock per stage: never a DVC depend
 
 
 def run_stage(name: str, wildcards: dict[str, str], params_path: str, force: bool = False) -> None:
+    """Run one stage instance, refused while another process runs the same one (checkpoints.exclusive)."""
+    with checkpoints.exclusive(STAGES[name].instance_name(**wildcards)):
+        _run_stage(name, wildcards, params_path, force)
+
+
+def _run_stage(name: str, wildcards: dict[str, str], params_path: str, force: bool) -> None:
     stage = STAGES[name]
     full = params_mod.load(params_path)
     p = params_mod.select(full, stage.param_keys(**wildcards))
