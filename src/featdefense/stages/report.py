@@ -27,7 +27,6 @@ from ..training import load_split, setup  # noqa: E402
 from .evaluate import load_defence, read_test  # noqa: E402
 
 
-
 def reference(m: dict) -> str:
     """The attack an evaluation's cascade was built on (whitebox.attack; PGD before attacks were plug-ins)."""
     return m["attacks"]["whitebox"].get("attack", "pgd")
@@ -141,6 +140,9 @@ def caption(evaluations: dict[str, dict]) -> str:
     wb, ref = a["whitebox"], reference(first)
     pgd, labels = a[ref], evaluated(first)
     others = [label for n, label in labels.items() if n != ref]
+    minimum = (f"the {', '.join(others)} row's white-box number takes the minimum over the {', '.join(others)} "
+               f"attacks, the {labels[ref]} row's over all of them" if others
+               else f"the {labels[ref]} row's white-box number takes the minimum over all of them")
     curve = first["robustness"]
     lines = [
         f"Dataset: {first['dataset']} ({data}); {d['test_images']} test images; adversarial train examples of "
@@ -159,8 +161,8 @@ def caption(evaluations: dict[str, dict]) -> str:
         "images); all through "
         "defence and classifier end to end, each judged at its best iterate (an image counts as broken if any "
         "iterate fooled the model). An image counts only if it is classified correctly clean and after every "
-        f"attack, grey-box ones included: the {', '.join(others)} row's white-box number takes the minimum over "
-        f"the {', '.join(others)} attacks, the {labels[ref]} row's over all of them{plus(wb['autoattack'])}{reruns(wb['autoattack'])}. Intervals: 95% Wilson score intervals "
+        f"attack, grey-box ones included: {minimum}{plus(wb['autoattack'])}{reruns(wb['autoattack'])}. "
+        "Intervals: 95% Wilson score intervals "
         "over the test images: they cover which test images were drawn, not the training seed (one seed here).",
         f"Robust accuracy against epsilon (robustness.csv/png): {curve['attack']}, on {curve['test_images']} images.",
     ]
