@@ -1,6 +1,7 @@
-"""attack: FGSM or PGD examples against the target, for the train and test splits, streamed to HDF5.
+"""attack: one attack module's examples (FGSM, PGD, ...: attacks/) against the target, for the train and test
+splits, streamed to HDF5.
 
-Each split's group holds x_adv (float32, N x 1 x 28 x 28, in [0, 1]), index (into the prepared split),
+Each split's group holds x_adv (float32, N x C x H x W as prepared, in [0, 1]), index (into the prepared split),
 y (true labels) and pred (the target's prediction on x_adv). The attack's params and the target's
 SHA-256 are attributes. Batches are written as they are made: memory does not grow with the dataset.
 """
