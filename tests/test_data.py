@@ -18,24 +18,24 @@ def test_grayscale_uses_itu_601_luma_weights():
     rgb[0, ..., 0] = 200  # pure red, green, blue images of the target size: no resize involved
     rgb[1, ..., 1] = 200
     rgb[2, ..., 2] = 200
-    grey = grayscale_resize(rgb)
+    grey = grayscale_resize(rgb, 28)
     assert [int(g[0, 0]) for g in grey] == [round(200 * w) for w in (0.299, 0.587, 0.114)]
 
 
 def test_grayscale_resize_shape_determinism_and_antialiasing():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    a, b = grayscale_resize(rgb), grayscale_resize(rgb.copy())
+    a, b = grayscale_resize(rgb, 28), grayscale_resize(rgb.copy(), 28)
     assert a.shape == (4, 28, 28) and a.dtype == np.uint8 and a.tobytes() == b.tobytes()
     # a 1-pixel checkerboard averages out when shrunk with antialiasing (no aliasing moire)
     checker = ((np.indices((32, 32)).sum(0) % 2) * 255).astype(np.uint8)
-    grey = grayscale_resize(np.repeat(checker[None, ..., None], 3, axis=3))[0]
+    grey = grayscale_resize(np.repeat(checker[None, ..., None], 3, axis=3), 28)[0]
     assert abs(int(grey[4:24, 4:24].mean()) - 127) < 20 and grey[4:24, 4:24].std() < 40
 
 
 def test_grayscale_rejects_non_rgb_input():
     with pytest.raises(ValueError):
-        grayscale_resize(np.zeros((2, 32, 32), np.uint8))
+        grayscale_resize(np.zeros((2, 32, 32), np.uint8), 28)
 
 
 def test_idx_and_cifar_parsers_read_the_canonical_formats(tmp_path):

@@ -74,7 +74,7 @@ def test_a_declaration_means_what_its_names_meant_where_it_was_written(tmp_path)
 def test_every_preprocessor_builds_an_image_to_image_module_from_its_params(name):
     d = DEFENCES[name]
     torch.manual_seed(0)
-    module = d.build(d.params_of(PAPER)).eval()
+    module = d.build(d.params_of(PAPER), (1, 28, 28)).eval()
     x = torch.rand(4, 1, 28, 28, requires_grad=True)
     model = defended_model(d, module, LeNet())
     out = module(x)
@@ -114,7 +114,7 @@ def train(name, cfg, inputs, tmp_path):
     p = {**RUN, "defences": {name: {**d.params_of(PAPER), **cfg}}}
     out = {"model": tmp_path / f"{name}.pt", "log": tmp_path / f"{name}.csv"}
     d.train(p, {k: str(inputs[k]) for k in d.train_inputs}, out, "mnist")
-    module, meta = load_defence(d, p, out["model"], "cpu")
+    module, meta = load_defence(d, p, out["model"], "cpu", (1, 28, 28))
     return module, meta, pd.read_csv(out["log"])
 
 
@@ -224,7 +224,7 @@ from torch import nn
 from . import Defence
 
 DEFENCE = Defence(name="blur", label="box blur", kind="preprocessor",
-                  build=lambda cfg: nn.AvgPool2d(cfg["size"], stride=1, padding=cfg["size"] // 2,
+                  build=lambda cfg, shape: nn.AvgPool2d(cfg["size"], stride=1, padding=cfg["size"] // 2,
                                                  count_include_pad=False),
                   schema={"type": "object", "additionalProperties": False, "required": ["size"],
                           "properties": {"size": {"enum": [3, 5]}}})

@@ -102,10 +102,28 @@ def _semantic_errors(p: dict) -> list[str]:
             errors.append(f"{where}.warn_before_limit: {job['warn_before_limit']} s is not less than its runtime of "
                           f"{job['runtime']} min: SLURM would warn the job as it starts and the stage would stop "
                           "at its first save; allowed: fewer seconds than runtime x 60, or null")
+    errors += _shape_errors(p)
     fl = p["feature_loss"]
     if not fl["layers"] and not fl["pixel"]:
         errors.append("feature_loss: no layers and pixel: false leaves an empty loss; "
                       "allowed: at least one layer, or pixel: true")
+    return errors
+
+
+def _shape_errors(p: dict) -> list[str]:
+    """What each module declares must fit together: every dataset listed has the target's input shape and
+    labels it tells apart, and every defence takes that input."""
+    from .datasets import DATASETS
+    from .defences import DEFENCES
+    from .targets import TARGETS
+
+    t = TARGETS[p["target"]["architecture"]]
+    where = f"target.architecture: {t.name} ({t.module}: input_shape {t.input_shape}, classes {t.classes})"
+    errors = [f"datasets: {d.name} ({d.module}) has images of shape {d.shape} and {d.classes} classes, but {where}; "
+              f"allowed: a target of the same shape and at least as many classes"
+              for d in (DATASETS[n] for n in p["datasets"]) if d.shape != t.input_shape or d.classes > t.classes]
+    errors += [f"{where}, but {refused}; allowed: a target of that input shape"
+               for refused in (d.refusal(t.input_shape) for d in DEFENCES.values()) if refused]
     return errors
 
 

@@ -62,7 +62,8 @@ class _Findings:
 
 class AutoAttack:
     def __init__(self, model, epsilon: float = 0.3, version: str = "standard", seed: int = 0,
-                 iterations: int | None = None, square_queries: int | None = None, device="cpu"):
+                 iterations: int | None = None, square_queries: int | None = None, device="cpu",
+                 classes: int = 10):
         from pyautoattack import AutoAttack as Reference
         from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
@@ -70,6 +71,9 @@ class AutoAttack:
         self.model, self.findings = model, _Findings()
         lib = self.library = Reference(model, eps=epsilon, norm="Linf", version=version, seed=seed, device=device)
         lib.verbose = False
+        # the targeted attacks aim at each of the top other classes: the library's 9 on ten classes, at most
+        # every other class on fewer
+        targets = min(lib.apgd_targeted.n_target_classes, classes - 1)
         if iterations is not None:  # a reduced budget (configs/cpu.yaml, smoke); null keeps the version's
             old, old_t = lib.apgd, lib.apgd_targeted
             lib.apgd = APGDAttack(model, n_restarts=old.n_restarts, n_iter=iterations, verbose=False, eps=epsilon,
@@ -77,8 +81,9 @@ class AutoAttack:
             lib.apgd_targeted = APGDAttack_targeted(
                 model, n_restarts=old_t.n_restarts, n_iter=iterations, verbose=False, eps=epsilon, norm="Linf",
                 eot_iter=old_t.eot_iter, rho=old_t.thr_decr, seed=seed, device=device,
-                n_target_classes=old_t.n_target_classes)
+                n_target_classes=targets)
             lib.fab.n_iter = iterations
+        lib.apgd_targeted.n_target_classes = lib.fab.n_target_classes = targets
         if square_queries is not None:
             lib.square.n_queries = square_queries
         for a in (lib.apgd, lib.apgd_targeted):

@@ -1,13 +1,12 @@
-"""CIFAR-10 to the target's input: grayscale (ITU-R 601-2 luma), then 28x28 bilinear, antialiased."""
+"""Colour images to a grayscale target's input: grayscale (ITU-R 601-2 luma), then a square bilinear resize,
+antialiased (CIFAR-10 to the paper's 28x28)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-SIZE = 28
 
-
-def grayscale_resize(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+def grayscale_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB -> (N, size, size) uint8.
 
     PIL does both steps: mode "L" is L = R*299/1000 + G*587/1000 + B*114/1000 (fixed point,

@@ -1,8 +1,9 @@
 """Defences: one module each, found here by name, each evaluated and reported the same way.
 
 A defence module defines `DEFENCE = Defence(...)`: its name, its row label, what kind of module it is
-(a `preprocessor` mapping images to images in front of the target, built from its params section
-`defences.<name>` by `build`; or a `classifier` replacing the target, a network of the target's
+(a `preprocessor` mapping images to images in front of the target, built by `build` from its params
+section `defences.<name>` and the target's input shape (channels, height, width), `input_shape` naming the
+one shape it takes if it cannot take any; or a `classifier` replacing the target, a network of the target's
 architecture whose model file names it), the JSON schema of its section, and, when it learns, a
 `train(p, inp, out, dataset)` function. The stage graph
 (pipeline.py) gives every defence an `evaluate_<name>` stage, a `train_<name>` stage when it trains, and
@@ -36,8 +37,10 @@ class Defence:
     name: str
     label: str                                  # its name in the report's tables
     kind: str                                   # "preprocessor" | "classifier"
-    build: Callable[[dict], nn.Module] | None = None  # (its params section, {} without one) -> a preprocessor;
-    #                                             a classifier is a network of the target's architecture (targets)
+    build: Callable[[dict, tuple], nn.Module] | None = None  # (its params section, {} without one; the target's
+    #                                             input shape (C, H, W)) -> a preprocessor; a classifier is a
+    #                                             network of the target's architecture (targets)
+    input_shape: tuple[int, int, int] | None = None  # the one input shape a preprocessor takes (None: any)
     schema: dict | None = None                  # JSON schema of params.yaml `defences.<name>`; None: no section
     train: Callable | None = None               # train(p, inp, out, dataset) -> writes out["model"], out["log"]
     train_inputs: tuple[str, ...] = ()          # what the training reads, out of TRAIN_INPUTS
@@ -57,6 +60,8 @@ class Defence:
                              "network is the target's architecture, its weights its model file)")
         if self.kind == "classifier" and not self.trains:
             raise ValueError(f"defence {self.name}: a classifier trains (its weights are the defence)")
+        if self.input_shape is not None:
+            plugins.check_image_spec(f"defence {self.name}", "input_shape", self.input_shape, 2)
         unknown = set(self.train_inputs) - set(TRAIN_INPUTS)
         if unknown:
             raise ValueError(f"defence {self.name}: unknown train_inputs {sorted(unknown)}; allowed {TRAIN_INPUTS}")
@@ -69,6 +74,13 @@ class Defence:
     @property
     def trains(self) -> bool:
         return self.train is not None or self.trained_by is not None
+
+    def refusal(self, shape: tuple) -> str | None:
+        """Why this defence cannot stand in front of a target taking images of `shape` (None: it can)."""
+        if self.input_shape is not None and tuple(shape) != tuple(self.input_shape):
+            return (f"defence {self.name} ({self.module}) takes images of shape {tuple(self.input_shape)} "
+                    f"(its input_shape), not {tuple(shape)}")
+        return None
 
     def params_of(self, p: dict) -> dict:
         return p.get("defences", {}).get(self.name, {}) if self.schema is not None else {}

@@ -1,4 +1,4 @@
-"""hgd: a high-level representation guided denoiser (Liao et al. 2018), sized for 28x28 images.
+"""hgd: a high-level representation guided denoiser (Liao et al. 2018), small enough for 28x28 images.
 
 A small U-Net (two 2x down-samplings, skip connections) predicts the adversarial noise; the denoised
 image is x - noise (Liao et al.'s x^ = x* - dx^), given to the target as it is, unclipped, in training and
@@ -17,6 +17,7 @@ import logging
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -34,24 +35,27 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class UNet(nn.Module):
-    """1 x 28 x 28 -> 1 x 28 x 28: encoder 28 -> 14 -> 7, decoder back up with skip connections."""
+    """C x H x W -> C x H x W: encoder H -> H/2 -> H/4 (28 -> 14 -> 7), decoder back up with skip connections.
+    A height or width that is not a multiple of 4 is padded (reflected) to one, the noise cropped back."""
 
-    def __init__(self, width: int = 8):
+    def __init__(self, width: int = 8, channels: int = 1):
         super().__init__()
         w = width
-        self.enc1, self.enc2, self.bottom = _block(1, w), _block(w, 2 * w), _block(2 * w, 4 * w)
+        self.enc1, self.enc2, self.bottom = _block(channels, w), _block(w, 2 * w), _block(2 * w, 4 * w)
         self.pool = nn.MaxPool2d(2)
         self.up2, self.dec2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2), _block(4 * w, 2 * w)
         self.up1, self.dec1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2), _block(2 * w, w)
-        self.noise = nn.Conv2d(w, 1, 1)
+        self.noise = nn.Conv2d(w, channels, 1)
 
     def forward(self, x):
-        e1 = self.enc1(x)                                           # w x 28 x 28
-        e2 = self.enc2(self.pool(e1))                               # 2w x 14 x 14
-        b = self.bottom(self.pool(e2))                              # 4w x 7 x 7
-        d2 = self.dec2(torch.cat([self.up2(b), e2], 1))             # 2w x 14 x 14
-        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))            # w x 28 x 28
-        return x - self.noise(d1)  # unclipped (see the module's docstring)
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (0, -w % 4, 0, -h % 4), mode="reflect") if (h % 4 or w % 4) else x
+        e1 = self.enc1(padded)                                      # w x H x W
+        e2 = self.enc2(self.pool(e1))                               # 2w x H/2 x W/2
+        b = self.bottom(self.pool(e2))                              # 4w x H/4 x W/4
+        d2 = self.dec2(torch.cat([self.up2(b), e2], 1))             # 2w x H/2 x W/2
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))            # w x H x W
+        return x - self.noise(d1)[..., :h, :w]  # unclipped (see the module's docstring)
 
 
 def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor) -> torch.Tensor:
@@ -64,11 +68,11 @@ def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor)
 def train(p, inp, out, dataset):
     device = setup(p)
     cfg = p["defences"]["hgd"]
-    target, _, _ = targets.load(inp["target"], device)
+    target, _, architecture = targets.load(inp["target"], device)
     target.requires_grad_(False)
     x_adv, index = load_train_examples(inp, cfg["train_on"])  # a clean image is its own target
     x_clean, _ = load_split(inp["prepared"], "train", index)
-    model = UNet(cfg["width"]).to(device)
+    model = UNet(cfg["width"], architecture.input_shape[0]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(p["seed"])
     rows = []
@@ -97,7 +101,8 @@ def train(p, inp, out, dataset):
 
 _POS = {"type": "integer", "minimum": 1}
 DEFENCE = Defence(
-    name="hgd", label="HGD (2018)", kind="preprocessor", build=lambda cfg: UNet(cfg["width"]), train=train,
+    name="hgd", label="HGD (2018)", kind="preprocessor", build=lambda cfg, shape: UNet(cfg["width"], shape[0]),
+    train=train,
     train_inputs=("prepared", "target", "fgsm", "pgd"), paper_key="hgd", order=20,
     description="U-Net denoiser trained with the high-level guided loss on the target's logits",
     schema={

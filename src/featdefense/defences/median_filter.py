@@ -24,7 +24,7 @@ class MedianFilter(nn.Module):
 
 DEFENCE = Defence(
     name="median_filter", label="median filter", kind="preprocessor",
-    build=lambda cfg: MedianFilter(cfg["kernel_size"]), order=40,
+    build=lambda cfg, shape: MedianFilter(cfg["kernel_size"]), order=40,
     description="a median filter (no training): the README's example of adding a defence",
     schema={"type": "object", "additionalProperties": False, "required": ["kernel_size"],
             "properties": {"kernel_size": {"enum": [3, 5]}}})

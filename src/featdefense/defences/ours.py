@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .. import checkpoints
-from ..io import atomic_path, provenance, save_model
+from ..io import ArtifactError, atomic_path, provenance, save_model
 from ..losses import feature_loss_terms, mean_squares, term_names
 from ..models.autoencoder import Denoiser
 from ..models.vgg import LossNetwork, vgg16_features
@@ -35,6 +35,9 @@ def train(p, inp, out, dataset):
     x_adv, index = load_train_examples(inp, cfg["train_on"])
     unique, position = np.unique(index, return_inverse=True)
     x_clean, _ = load_split(inp["prepared"], "train", unique)
+    refused = DEFENCE.refusal(x_clean.shape[1:])
+    if refused:
+        raise ArtifactError(f"{inp['prepared']}: {refused}; allowed: a dataset of that shape")
     x_clean = x_clean.to(device)
     position = torch.from_numpy(position)
 
@@ -88,6 +91,7 @@ def train(p, inp, out, dataset):
 
 
 DEFENCE = Defence(
-    name="ours", label="ours (feature-loss denoiser)", kind="preprocessor", build=lambda _: Denoiser(),
+    name="ours", label="ours (feature-loss denoiser)", kind="preprocessor", build=lambda _, shape: Denoiser(),
+    input_shape=(1, 28, 28),  # the paper's autoencoder: its strides and kernels give back exactly this size
     trained_by="train_denoiser", paper_key="ours", order=30,
     description="the paper's autoencoder trained with the VGG-16 feature loss")

@@ -113,12 +113,16 @@ def seeded(seed: int, device):
     return gen
 
 
-def load_defence(d, p: dict, model_path: str | None, device) -> tuple[torch.nn.Module, dict]:
-    """The defence's module (trained weights loaded from model_path, if it has any) and their meta."""
+def load_defence(d, p: dict, model_path: str | None, device, shape: tuple) -> tuple[torch.nn.Module, dict]:
+    """The defence's module (trained weights loaded from model_path, if it has any) and their meta, in front
+    of a target taking images of `shape` (C, H, W)."""
     if d.kind == "classifier":  # a network of the target's architecture: its file names which
         module, meta, _ = targets.load(model_path, device)
         return module, meta
-    module = d.build(d.params_of(p))
+    refused = d.refusal(shape)
+    if refused:
+        raise ArtifactError(f"{refused}: the target's input; allowed: a target.architecture taking that shape")
+    module = d.build(d.params_of(p), tuple(shape))
     if model_path is None:
         return module.to(device).eval(), {}
     return load_module(model_path, module, device)
@@ -128,7 +132,7 @@ def run(p, inp, out, dataset, defence):
     device = setup(p)
     d = DEFENCES[defence]
     target, target_meta, architecture = targets.load(inp["target"], device)
-    module, meta = load_defence(d, p, inp.get("model"), device)
+    module, meta = load_defence(d, p, inp.get("model"), device, architecture.input_shape)
     model = defended_model(d, module, target)
     x_files, index, attack_params, attack_prov = {}, None, {}, None
     for attack in attacks.NAMES:
@@ -251,9 +255,7 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
         robust = after(name, still_correct(model, gen(1 + i)(attack), x, y, robust, bs, device, f"{label} {name}"))
 
     aa, square = wb["autoattack"], None
-    library = None if aa["version"] == "none" else AutoAttack(
-        model, epsilon=eps, version=aa["version"], seed=p["seed"], iterations=aa["iterations"],
-        square_queries=aa["square_queries"], device=device)
+    library = None if aa["version"] == "none" else built(model, p, aa["version"], p["seed"], device, classes)
     if library is not None:
         library.preflight(x[:bs].to(device), y[:bs].to(device))
         shares = {"clean": share(correct["clean"])}
@@ -276,8 +278,8 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     sanity, robust = sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, label, after, classes,
                                    same_threat, reference_clean)
     sanity["gradient_free_not_stronger"] = square_check(square, p["sanity"]["tolerance"])
-    robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity)
-    robust, reruns = rerun(model, x, y, robust, p, device, label, after, sanity, plus)
+    robust, plus = convergence(model, x, y, robust, p, device, label, after, sanity, classes)
+    robust, reruns = rerun(model, x, y, robust, p, device, label, after, sanity, plus, classes)
     sanity["autoattack_checks"] = library_checks(library, plus, reruns)
     # the curve, with every attack of the table counted at its epsilon and above (an image broken in a
     # smaller ball is broken in a larger one): at the table's epsilon it is the table's number on the
@@ -319,7 +321,8 @@ def library_checks(library: AutoAttack | None, plus: AutoAttack | None = None,
 UNCONVERGED = ("converged", "gradient_free_not_stronger")
 
 
-def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[torch.Tensor, AutoAttack | None]:
+def convergence(model, x, y, robust, p, device, label, after, sanity, classes: int
+                ) -> tuple[torch.Tensor, AutoAttack | None]:
     """AutoAttack's plus version (restarts, APGD-DLR, untargeted FAB) on the images every other attack left,
     for a defence that still keeps more than `whitebox.autoattack.plus_above` of its images, or keeps any
     while a check of the attacks' convergence (`UNCONVERGED`, already in `sanity`) failed: the attacks did not
@@ -338,7 +341,7 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
     if why is not None:
         sanity["autoattack_plus"] = {"verdict": "n/a", "what": what, "why": why}
         return robust, None
-    plus = built(model, p, "plus", p["seed"] + 1, device)
+    plus = built(model, p, "plus", p["seed"] + 1, device, classes)
     before = robust
     robust = cascaded(model, plus, "plus", x, y, robust, bs, device, label, after)
     check = nested(before, robust, tolerated(len(y), tol["images"], tol["share"]))
@@ -348,11 +351,12 @@ def convergence(model, x, y, robust, p, device, label, after, sanity) -> tuple[t
     return robust, plus
 
 
-def built(model, p: dict, version: str, seed: int, device) -> AutoAttack:
-    """AutoAttack's `version` at the configured budget, seeded with `seed`."""
+def built(model, p: dict, version: str, seed: int, device, classes: int) -> AutoAttack:
+    """AutoAttack's `version` at the configured budget, seeded with `seed`, on a model of `classes` classes."""
     aa = p["whitebox"]["autoattack"]
     return AutoAttack(model, epsilon=p["attack"][p["whitebox"]["attack"]]["epsilon"], version=version, seed=seed,
-                      iterations=aa["iterations"], square_queries=aa["square_queries"], device=device)
+                      iterations=aa["iterations"], square_queries=aa["square_queries"], device=device,
+                      classes=classes)
 
 
 def cascaded(model, library: AutoAttack, name: str, x, y, robust, bs: int, device, label: str, after):
@@ -365,7 +369,7 @@ def cascaded(model, library: AutoAttack, name: str, x, y, robust, bs: int, devic
     return robust
 
 
-def rerun(model, x, y, robust, p, device, label, after, sanity, plus: AutoAttack | None
+def rerun(model, x, y, robust, p, device, label, after, sanity, plus: AutoAttack | None, classes: int
           ) -> tuple[torch.Tensor, list[AutoAttack]]:
     """The white-box number rechecked as a reviewer rechecks it: AutoAttack built again with a new seed (its
     plus version where that ran, else the configured one) on exactly the images every attack left, again
@@ -391,7 +395,7 @@ def rerun(model, x, y, robust, p, device, label, after, sanity, plus: AutoAttack
     for k in range(1, aa["reruns"] + 1):
         if runs and runs[-1]["broken"] == 0 or not robust.any():
             break
-        library = built(model, p, version, p["seed"] + 1 + k, device)
+        library = built(model, p, version, p["seed"] + 1 + k, device, classes)
         before = robust
         robust = cascaded(model, library, f"rerun {k} (seed {library.seed})", x, y, robust, bs, device, label,
                           after)

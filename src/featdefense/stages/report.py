@@ -259,6 +259,15 @@ def robustness_figure(path, frame: pd.DataFrame, evaluations: dict[str, dict], t
     save(fig, path)
 
 
+def show_image(ax, image) -> None:
+    """An image (C, H, W) in [0, 1]: grayscale for one channel, RGB for three."""
+    image = np.asarray(image)
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+
+
 def examples_figure(path, rows: list[tuple[str, np.ndarray, np.ndarray]], y: np.ndarray, title: str) -> None:
     """One row per (label, images, predictions); red titles are wrong predictions."""
     n = len(y)
@@ -266,7 +275,7 @@ def examples_figure(path, rows: list[tuple[str, np.ndarray, np.ndarray]], y: np.
     for r, (label, images, preds) in enumerate(rows):
         for col in range(n):
             ax = axes[r][col]
-            ax.imshow(images[col, 0], cmap="gray", vmin=0, vmax=1)
+            show_image(ax, images[col])
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"pred {preds[col]}", fontsize=8, color="green" if preds[col] == y[col] else "red")
@@ -290,7 +299,7 @@ def feature_noise_figure(path, target, rows: list[tuple[str, torch.Tensor]], cha
                              squeeze=False)
     for r, ((label, x), m) in enumerate(zip(rows, maps)):
         change = float((m - maps[0]).abs().mean() / maps[0].abs().mean().clamp_min(1e-12))
-        axes[r][0].imshow(x[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        show_image(axes[r][0], x[0].numpy())
         axes[r][0].set_ylabel(f"{label}\nnoise {change:.2f}", fontsize=7)
         for c, ch in enumerate(shown, start=1):
             axes[r][c].imshow(m[ch].numpy(), cmap="viridis", vmin=0, vmax=top)
@@ -336,8 +345,8 @@ def run(p, inp, out, dataset):
                       f"{dataset}: {next(iter(evaluations.values()))['robustness']['attack']}")
 
     device = setup(p)
-    target, _, _ = targets.load(inp["target"], device)
-    preprocessors = {name: load_defence(d, p, inp.get(f"model_{name}"), device)[0]
+    target, _, architecture = targets.load(inp["target"], device)
+    preprocessors = {name: load_defence(d, p, inp.get(f"model_{name}"), device, architecture.input_shape)[0]
                      for name, d in DEFENCES.items() if d.kind == "preprocessor"}
     denoisers = {name: m for name, m in preprocessors.items() if not isinstance(m, torch.nn.Identity)}
     shown_attack = p["whitebox"]["attack"]  # the paper's figures show PGD's examples
