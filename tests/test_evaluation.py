@@ -329,7 +329,7 @@ def test_autoattack_at_a_reduced_budget_is_the_library_built_for_that_budget(tar
     x, y = _templates(60, seed=3)
     model = target
     clean = model(x).argmax(1) == y
-    ours = AutoAttack(model, epsilon=0.03, seed=0, iterations=10, square_queries=300)
+    ours = AutoAttack(model, epsilon=0.03, classes=10, seed=0, iterations=10, square_queries=300)
     assert ours.library.apgd.n_iter_2 == 2 and ours.library.apgd_targeted.size_decr == 1
     found, theirs = _fresh_library_cascade(model, x, y, 0.03, 10, 300)
     robust = clean.clone()

@@ -84,3 +84,27 @@ def test_the_report_says_what_its_experiments_measured_and_changes_with_them(tmp
     line = next(x for x in md.splitlines() if x.startswith("  - Target epochs"))
     assert "does not move beyond its intervals" in line and "stays below the paper's 16.1" in line, line
     assert (tmp_path / "b" / "run" / "gaps.csv").read_text().splitlines()[0].startswith("table,dataset,number,paper")
+
+
+def test_a_sweep_that_names_plot_gets_its_points_drawn_with_the_papers_value(tmp_path):
+    import pytest
+
+    from featdefense.gaps import GapsError, experiments, series
+
+    paper = paper_results()
+    archive = _archive(tmp_path, .15)
+    e = archive / "experiments" / "target-epochs"
+    spec = yaml.safe_load((e / "experiment.yaml").read_text())
+    (e / "experiment.yaml").write_text(yaml.safe_dump({**spec, "plot": ["pgd", "clean"]}))
+    md = write(archive, paper).read_text()
+    assert "Figure: `gaps/target-epochs.png` (pgd, clean against target.epochs)." in md
+    assert (archive / "gaps" / "target-epochs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = {s["key"]: s for s in series(experiments(archive)[0], paper)}
+    # the points are the variants' numbers in the order of their labels; the paper's value where it has one
+    assert [(v.label, v.accuracy) for v in drawn["pgd"]["values"]] == [("1", .15), ("10", .02)]
+    assert [v.accuracy for v in drawn["clean"]["values"]] == [.98, .99]
+    assert drawn["pgd"]["paper"] == paper["rows"][1]["mnist"] / 100 and drawn["clean"]["paper"] == .995
+    (e / "experiment.yaml").write_text(yaml.safe_dump({**spec, "plot": ["pgd"], "variants": [
+        {"label": "small", "path": "1/evaluate_unsecured.json"}]}))
+    with pytest.raises(GapsError, match="plot needs variants whose labels are numbers"):
+        write(archive, paper)

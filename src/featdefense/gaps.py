@@ -9,7 +9,10 @@ quantity as the paper's number) sets them against the paper's value and along th
 variant's clean accuracy, which no attack can raise) says whether the paper's value lies above that bound;
 `trains` (the default otherwise: a training log's `clean_test_accuracy`, its last row) says where training
 collapsed.
-Writes ARCHIVE/gaps.md and ARCHIVE/gaps.csv.
+An experiment whose variants are numbers and which names `plot` (measured keys, e.g. [fgsm, pgd, whitebox_pgd])
+gets a figure, ARCHIVE/gaps/<experiment>.png: each key's points (95% intervals) along the sweep and the paper's
+value where it has one; nothing is fitted.
+Writes ARCHIVE/gaps.md and ARCHIVE/gaps.csv (and the figures).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from .accuracy import wilson
 from .attacks import labels
 from .datasets import DATASETS as ALL_DATASETS
 from .defences import DEFENCES
-from .io import write_text
+from .io import atomic_path, write_text
 
 COLLAPSE_MARGIN = 0.05  # a clean accuracy within this of chance is a training that collapsed
 ATTACKS = labels()  # clean and each attack module, by name
@@ -195,6 +198,73 @@ def sentences(e: dict, dataset: str, defence: str, attack: str, paper: float) ->
     return said
 
 
+def series(e: dict, paper: dict) -> list[dict]:
+    """What an experiment's figure shows: per key of its `plot`, the variants' values in the order of their
+    numeric labels, and the paper's value (`paper`: paper_results.yaml) where the key is one of its numbers."""
+    paper = paper_numbers(paper)
+    out = []
+    for key in e.get("plot", []):
+        if not all(_numeric(str(v["label"])) for v in e["variants"]):
+            raise GapsError(f"{e['dir'] / 'experiment.yaml'}: plot needs variants whose labels are numbers")
+        for b in e["bears_on"]:
+            values = sorted((read_value(e["dir"] / v["path"].format(dataset=b["dataset"]), str(v["label"]),
+                                        v.get("measures", e["measures"]).format(attack=key)) for v in e["variants"]),
+                            key=lambda v: float(v.label))
+            value = paper.get((b["dataset"], b["defence"], key))
+            out.append({"key": key, "dataset": b["dataset"], "defence": b["defence"], "values": values,
+                        "paper": None if value is None else value / 100})
+    return out
+
+
+def paper_numbers(paper: dict) -> dict[tuple[str, str, str], float]:
+    """(dataset, defence, attack) -> the paper's accuracy % in its Tables 1-2, in the tables' order."""
+    numbers = {(ds, "unsecured", "clean"): paper["clean_target"][ds] for ds in DATASETS}
+    numbers.update({(ds, r["defence"], r["attack"]): r[ds] for ds in DATASETS for r in paper["rows"]})
+    return numbers
+
+
+def key_label(key: str) -> str:
+    """A measured key as the report names it: "PGD", "white-box PGD"."""
+    if key.startswith("whitebox_"):
+        return "white-box " + ATTACKS.get(key[len("whitebox_"):], key)
+    return ATTACKS.get(key, key)
+
+
+def figure(e: dict, paper: dict, path: Path) -> Path:
+    """Draw an experiment's series (see `series`): points with their intervals, the paper's values dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = series(e, paper)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for i, s in enumerate(drawn):
+        colour = f"C{i}"
+        x = [float(v.label) for v in s["values"]]
+        y = [100 * v.accuracy for v in s["values"]]
+        err = [[100 * (v.accuracy - v.low) for v in s["values"]], [100 * (v.high - v.accuracy) for v in s["values"]]]
+        label = key_label(s["key"])
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=label)
+        if s["paper"] is not None:
+            ax.axhline(100 * s["paper"], color=colour, linestyle="--", linewidth=1,
+                       label=f"the paper's {label} ({100 * s['paper']:.1f})")
+    ax.set_xscale("log", base=2)
+    ticks = sorted({float(v.label) for s in drawn for v in s["values"]})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(e["varies"])
+    ax.set_ylabel("accuracy % (95% interval)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(e["title"], fontsize=8, wrap=True)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def seed_tables(archive: Path) -> dict[str, dict]:
     """The archive's seeds summaries (`featdefense seeds`' json), by dataset."""
     return {ds: json.loads(f.read_text()) for ds in DATASETS if (f := archive / "seeds" / f"{ds}.json").is_file()}
@@ -214,9 +284,7 @@ def seed_spread(tables: dict[str, dict], dataset: str, defence: str, attack: str
 def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
     """One row per number of the paper's tables: the archive's value and what each of `found` says of it."""
     out, seeds = [], seed_tables(archive)
-    numbers = [(ds, "unsecured", "clean", paper["clean_target"][ds]) for ds in DATASETS]
-    numbers += [(ds, r["defence"], r["attack"], r[ds]) for ds in DATASETS for r in paper["rows"]]
-    for ds, defence, attack, value in numbers:
+    for (ds, defence, attack), value in paper_numbers(paper).items():
         p = value / 100
         if attack == "clean":
             t = json.loads((archive / "metrics" / ds / "target.json").read_text())
@@ -252,7 +320,9 @@ def render(archive: Path, rows_: list[dict], found: list[dict]) -> tuple[str, st
         lines += ["", "## The experiments", "",
                   "Each folder holds the variants' params, metrics and run records, and a README.md saying how "
                   "it was run; the cost is what its runs took on one core of a 2-core machine.", ""]
-        lines += [f"- `experiments/{e['name']}/`: {e['title']}; {e.get('cost', 'cost not recorded')}." for e in found]
+        lines += [f"- `experiments/{e['name']}/`: {e['title']}; {e.get('cost', 'cost not recorded')}."
+                  + (f" Figure: `gaps/{e['name']}.png` ({', '.join(e['plot'])} against {e['varies']})."
+                     if e.get("plot") else "") for e in found]
     lines += ["", "## What the experiments say", ""]
     for r in rows_:
         lines.append(f"- **{r['dataset']}, {r['number']}** (paper {r['paper']:.1f}, ours {r['ours'].pct()}):")
@@ -272,6 +342,9 @@ def write(archive: Path, paper: dict) -> Path:
         raise GapsError(f"{archive}: no metrics/ (an archive of scripts/archive_run.py)")
     found = experiments(archive)
     md, table = render(archive, rows(archive, paper, found), found)
+    for e in found:
+        if e.get("plot"):
+            figure(e, paper, archive / "gaps" / f"{e['name']}.png")
     write_text(archive / "gaps.md", md)
     write_text(archive / "gaps.csv", table)
     return archive / "gaps.md"

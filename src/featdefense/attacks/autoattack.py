@@ -61,9 +61,8 @@ class _Findings:
 
 
 class AutoAttack:
-    def __init__(self, model, epsilon: float = 0.3, version: str = "standard", seed: int = 0,
-                 iterations: int | None = None, square_queries: int | None = None, device="cpu",
-                 classes: int = 10):
+    def __init__(self, model, epsilon: float, classes: int, version: str = "standard", seed: int = 0,
+                 iterations: int | None = None, square_queries: int | None = None, device="cpu"):
         from pyautoattack import AutoAttack as Reference
         from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
