@@ -51,3 +51,21 @@ def test_failed_imagenet_download_names_the_offline_option(tmp_path, monkeypatch
     with pytest.raises(FeatdefenseError, match="loss_net.weights: file"):
         loss_net.run(params(weights="imagenet1k_v1"), {}, {"loss_net": tmp_path / "x.pt"})
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_the_loss_network_is_torchvisions_vgg16_features_layer_for_layer():
+    """Built without the classifier, it is torchvision's vgg16().features: the same modules, key names and shapes
+    (a torchvision state dict loads into it), and the same initialisation's statistics."""
+    from torchvision.models import vgg16
+
+    torch.manual_seed(0)
+    theirs = vgg16(weights=None).features
+    ours = vgg16_features()
+    assert [type(m) for m in ours] == [type(m) for m in theirs]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict())
+    assert not any(m.inplace for m in ours if isinstance(m, torch.nn.ReLU))  # the feature maps are read
+    fresh = vgg16_features()
+    for a, b in zip(fresh.modules(), theirs.modules()):
+        if isinstance(a, torch.nn.Conv2d):  # kaiming normal, fan out: the same spread, zero bias
+            assert abs(a.weight.std() / b.weight.std() - 1) < 0.05 and not a.bias.any()

@@ -21,11 +21,17 @@ PREPROCESSING = {
 
 
 def vgg16_features() -> nn.Sequential:
-    from torchvision.models import vgg16  # here, not at the top: importing torchvision costs every stage ~1 s
+    """VGG-16's convolutional part as torchvision lays it out (its key names, `features.N`), initialised as
+    torchvision's VGG initialises it; its fully connected classifier (120 M of its 138 M parameters, never
+    used by a loss network) is not built."""
+    from torchvision.models.vgg import cfgs, make_layers  # here, not at the top: importing torchvision costs ~1 s
 
-    features = vgg16(weights=None).features
+    features = make_layers(cfgs["D"])
     for m in features:
-        if isinstance(m, nn.ReLU):
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.ReLU):
             m.inplace = False  # we read intermediate maps
     return features
 
