@@ -172,14 +172,19 @@ def experiments(archive: Path) -> list[dict]:
     return out
 
 
+def variant_values(e: dict, dataset: str, key: str) -> list[Value]:
+    """Each variant's number of `key` (an attack, or a measured key such as whitebox_pgd) on `dataset`."""
+    return [read_value(e["dir"] / v["path"].format(dataset=dataset), str(v["label"]),
+                       v.get("measures", e["measures"]).format(attack=key)) for v in e["variants"]]
+
+
 def sentences(e: dict, dataset: str, defence: str, attack: str, paper: float) -> list[str]:
     """The sentences of experiment e on one paper number (none where it does not bear on it)."""
     said = []
     for b in e["bears_on"]:
         if b["dataset"] != dataset or b["defence"] != defence or attack not in b["attacks"]:
             continue
-        values = [read_value(e["dir"] / v["path"].format(dataset=dataset), str(v["label"]),
-                             v.get("measures", e["measures"]).format(attack=attack)) for v in e["variants"]]
+        values = variant_values(e, dataset, attack)
         rule = e.get("rule", "compare" if e["measures"].startswith("accuracy.") else "trains")
         if rule == "compare":
             said.append(compare_sentence(e["title"], e["varies"], attack, values, paper))
@@ -202,14 +207,12 @@ def series(e: dict, paper: dict) -> list[dict]:
     """What an experiment's figure shows: per key of its `plot`, the variants' values in the order of their
     numeric labels, and the paper's value (`paper`: paper_results.yaml) where the key is one of its numbers."""
     paper = paper_numbers(paper)
+    if e.get("plot") and not all(_numeric(str(v["label"])) for v in e["variants"]):
+        raise GapsError(f"{e['dir'] / 'experiment.yaml'}: plot needs variants whose labels are numbers")
     out = []
     for key in e.get("plot", []):
-        if not all(_numeric(str(v["label"])) for v in e["variants"]):
-            raise GapsError(f"{e['dir'] / 'experiment.yaml'}: plot needs variants whose labels are numbers")
         for b in e["bears_on"]:
-            values = sorted((read_value(e["dir"] / v["path"].format(dataset=b["dataset"]), str(v["label"]),
-                                        v.get("measures", e["measures"]).format(attack=key)) for v in e["variants"]),
-                            key=lambda v: float(v.label))
+            values = sorted(variant_values(e, b["dataset"], key), key=lambda v: float(v.label))
             value = paper.get((b["dataset"], b["defence"], key))
             out.append({"key": key, "dataset": b["dataset"], "defence": b["defence"], "values": values,
                         "paper": None if value is None else value / 100})
@@ -237,13 +240,14 @@ def figure(e: dict, paper: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     drawn = series(e, paper)
+    several = len({s["dataset"] for s in drawn}) > 1  # then each line names its dataset
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for i, s in enumerate(drawn):
         colour = f"C{i}"
         x = [float(v.label) for v in s["values"]]
         y = [100 * v.accuracy for v in s["values"]]
         err = [[100 * (v.accuracy - v.low) for v in s["values"]], [100 * (v.high - v.accuracy) for v in s["values"]]]
-        label = key_label(s["key"])
+        label = key_label(s["key"]) + (f" ({ALL_DATASETS[s['dataset']].label})" if several else "")
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=label)
         if s["paper"] is not None:
             ax.axhline(100 * s["paper"], color=colour, linestyle="--", linewidth=1,
