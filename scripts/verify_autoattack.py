@@ -1,69 +1,117 @@
 #!/usr/bin/env python3
-"""An independent check of a white-box number: AutoAttack rebuilt from the library's own classes at the
-configured budget (the budget in each constructor, as the library builds its 100-iteration attacks), run
-as the library runs its standard evaluation, on exactly the images an evaluation counts as robust.
+"""An independent check of a white-box number: AutoAttack rebuilt from the library's own classes (the budget
+in each constructor, as the library builds its attacks), run as the library runs its evaluation, on exactly
+the images an evaluation counts as robust.
 
 usage: python scripts/verify_autoattack.py PROJECT DATASET DEFENCE [DEFENCE ...]
+           [--iterations N] [--restarts R] [--queries Q] [--seed S] [--metrics DIR] [--out FILE.json]
 
-Reads PROJECT's params.yaml, data/metrics/<ds>/evaluate_<defence>.json (`whitebox_robust_index`) and the
+Reads PROJECT's params.yaml, data/metrics/<ds>/evaluate_<defence>.json (`whitebox_robust_index`; --metrics:
+DIR/evaluate_<defence>.json instead, e.g. an archive's metrics/<ds>, for models rebuilt byte for byte) and the
 models; prints, per defence, how many of those images the rebuilt AutoAttack breaks (0 is what the
-evaluation claims).
+evaluation claims). By default the budget is the configured one (whitebox.autoattack: iterations, Square's
+queries; one restart, the standard version's attacks APGD-CE, APGD-T, FAB-T, Square); --iterations,
+--restarts and --queries set a larger one, and with --restarts above 1 APGD-DLR joins as in the plus
+version: a convergence test of the number (does a stronger attack move it?). --out writes the counts as
+JSON (with the images each attack broke, as indices into the test set).
 """
+import argparse
 import json
-import sys
+import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from featdefense.defences import DEFENCES
 from featdefense import targets
-from featdefense.stages.evaluate import defended_model, load_defence
+from featdefense.defences import DEFENCES
+from featdefense.defended import defended_model, load_defence
+from featdefense.io import environment, file_digest
 from featdefense.training import load_split
 
 
-def rebuilt(model, eps: float, iterations: int, queries: int, seed: int):
+def rebuilt(model, eps: float, classes: int, iterations: int, restarts: int, queries: int, seed: int) -> dict:
+    """The library's attacks, each built with the whole budget in its constructor."""
     from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
     from pyautoattack.fab_pt import FABAttack_PT
     from pyautoattack.square import SquareAttack
 
     common = dict(eps=eps, norm="Linf", seed=seed, device="cpu", verbose=False)
-    return {"APGD-CE": APGDAttack(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75, **common),
-            "APGD-T": APGDAttack_targeted(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
-                                          n_target_classes=9, **common),
-            "FAB-T": FABAttack_PT(model, n_restarts=1, n_iter=iterations, targeted=True, n_target_classes=9, **common),
-            "Square": SquareAttack(model, p_init=.8, n_queries=queries, n_restarts=1, resc_schedule=False, **common)}
+    targets_ = min(9, classes - 1)
+    attacks = {"APGD-CE": APGDAttack(model, n_restarts=restarts, n_iter=iterations, eot_iter=1, rho=.75, **common)}
+    if restarts > 1:
+        attacks["APGD-DLR"] = APGDAttack(model, n_restarts=restarts, n_iter=iterations, eot_iter=1, rho=.75,
+                                         loss="dlr", **common)
+    attacks["APGD-T"] = APGDAttack_targeted(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
+                                            n_target_classes=targets_, **common)
+    attacks["FAB-T"] = FABAttack_PT(model, n_restarts=1, n_iter=iterations, targeted=True,
+                                    n_target_classes=targets_, **common)
+    attacks["Square"] = SquareAttack(model, p_init=.8, n_queries=queries, n_restarts=1, resc_schedule=False, **common)
+    return attacks
 
 
-def main(project: Path, dataset: str, defences: list[str]) -> None:
-    torch.set_num_threads(1)
+def verify(project: Path, dataset: str, name: str, iterations: int | None = None, restarts: int = 1,
+           queries: int | None = None, seed: int | None = None, metrics: Path | None = None) -> dict:
     p = yaml.safe_load((project / "params.yaml").read_text())
     aa = p["whitebox"]["autoattack"]
-    if aa["version"] != "standard":
-        sys.exit(f"{project}: AutoAttack's {aa['version']} version; this rebuilds the standard one only")
-    iterations, queries = aa["iterations"] or 100, aa["square_queries"] or 5000
-    target = targets.load(project / f"data/models/{dataset}/target.pt", "cpu")[0]
-    for name in defences:
-        d = DEFENCES[name]
-        m = json.loads((project / f"data/metrics/{dataset}/evaluate_{name}.json").read_text())
-        model_path = project / f"data/models/{dataset}/{name}.pt" if d.trains else None
-        module, _ = load_defence(d, p, model_path, "cpu")
-        model = defended_model(d, module, target)
-        index = m["whitebox_robust_index"]
-        x, y = load_split(project / f"data/prepared/{dataset}.h5", "test", index)
+    iterations = iterations or aa["iterations"] or 100
+    queries = queries or aa["square_queries"] or 5000
+    seed = p["seed"] if seed is None else seed
+    target_path = project / f"data/models/{dataset}/target.pt"
+    target, _, architecture = targets.load(target_path, "cpu")
+    d = DEFENCES[name]
+    m = json.loads(((metrics or project / f"data/metrics/{dataset}") / f"evaluate_{name}.json").read_text())
+    model_path = project / f"data/models/{dataset}/{name}.pt" if d.trains else None
+    module, _ = load_defence(d, p, model_path, "cpu", architecture.input_shape)
+    model = defended_model(d, module, target)
+    index = torch.tensor(m["whitebox_robust_index"], dtype=torch.long)
+    x, y = load_split(project / f"data/prepared/{dataset}.h5", "test", index.numpy())
+    with torch.no_grad():
         robust = model(x).argmax(1) == y
-        print(f"{dataset} {name}: {len(index)} images counted robust (clean right: {int(robust.sum())})", flush=True)
-        for label, attack in rebuilt(model, p["attack"][p["whitebox"].get("attack", "pgd")]["epsilon"], iterations, queries, p["seed"]).items():
-            i = torch.nonzero(robust).flatten()
-            if len(i):
-                robust[i] = model(attack.perturb(x[i], y[i])).argmax(1) == y[i]
-            print(f"  after {label} ({iterations} iterations, Square {queries} queries): {int(robust.sum())} left",
-                  flush=True)
-        print(f"{dataset} {name}: the rebuilt AutoAttack broke {len(index) - int(robust.sum())} of the "
-              f"{len(index)} images the evaluation counts as robust", flush=True)
+    eps = p["attack"][p["whitebox"].get("attack", "pgd")]["epsilon"]
+    out = {"dataset": dataset, "defence": name, "counted_robust": len(index), "clean_right": int(robust.sum()),
+           "budget": {"iterations": iterations, "restarts": restarts, "square_queries": queries, "seed": seed,
+                      "epsilon": eps},
+           "md5": {str(f.relative_to(project)): file_digest(f, "md5") for f in (target_path, model_path) if f},
+           "environment": environment("cpu"), "attacks": []}
+    print(f"{dataset} {name}: {len(index)} images counted robust (clean right: {int(robust.sum())})", flush=True)
+    for label, attack in rebuilt(model, eps, architecture.classes, iterations, restarts, queries, seed).items():
+        i, start = torch.nonzero(robust).flatten(), time.time()
+        if len(i):
+            x_adv = attack.perturb(x[i], y[i])
+            assert float((x_adv - x[i]).abs().max()) <= eps + 1e-6, f"{label} left the epsilon ball"
+            with torch.no_grad():
+                robust[i] = model(x_adv).argmax(1) == y[i]
+        broken = sorted(set(i.tolist()) - set(torch.nonzero(robust).flatten().tolist()))
+        out["attacks"].append({"attack": label, "left": int(robust.sum()), "broken_index": index[broken].tolist(),
+                               "seconds": round(time.time() - start, 1)})
+        print(f"  after {label} ({iterations} iterations, {restarts} restart(s), Square {queries} queries): "
+              f"{int(robust.sum())} left", flush=True)
+    out["broken"] = len(index) - int(robust.sum())
+    print(f"{dataset} {name}: the rebuilt AutoAttack broke {out['broken']} of the {len(index)} images the "
+          f"evaluation counts as robust", flush=True)
+    return out
+
+
+def main() -> None:
+    a = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("project", type=Path)
+    a.add_argument("dataset")
+    a.add_argument("defences", nargs="+")
+    a.add_argument("--iterations", type=int)
+    a.add_argument("--restarts", type=int, default=1)
+    a.add_argument("--queries", type=int)
+    a.add_argument("--seed", type=int)
+    a.add_argument("--metrics", type=Path)
+    a.add_argument("--out", type=Path)
+    args = a.parse_args()
+    torch.set_num_threads(1)
+    results = [verify(args.project, args.dataset, name, args.iterations, args.restarts, args.queries, args.seed,
+                      args.metrics)
+               for name in args.defences]
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3:])
+    main()

@@ -16,7 +16,7 @@ from featdefense import locations
 from featdefense.defences import DEFENCES, declaration
 from featdefense.targets.lenet import LeNet
 from featdefense.stages import attack, train_target
-from featdefense.stages.evaluate import defended_model, load_defence
+from featdefense.defended import defended_model, load_defence
 from featdefense.training import load_module, load_split
 
 from . import fixtures

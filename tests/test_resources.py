@@ -8,7 +8,7 @@ from featdefense import runs
 from featdefense.params import ParamsError, merge, validate
 from featdefense.pipeline import STAGES, STOP_SIGNAL, job_resources, job_threads
 
-from .conftest import PAPER, make_project, set_param, sh
+from .conftest import PAPER, ROOT, make_project, set_param, sh
 
 CUDA = merge(PAPER, {"device": "cuda"})
 
@@ -62,3 +62,23 @@ def test_snakemake_gives_each_rule_its_resources(tmp_path, raw_fixtures):
     assert {"gpu=1", "runtime=10"} <= jobs["attack"]
     assert "runtime=10" in jobs["download"] and not any("gpu" in r for r in jobs["download"])
     assert not any("slurm_extra" in r for r in jobs["download"])  # warn_before_limit: null
+
+
+def test_the_cpu_configuration_gives_each_stage_room_beyond_its_last_real_run():
+    """configs/cpu.yaml merges into params.yaml's per-stage resources, so each stage the paper's recipe sizes apart
+    must be set again there: no paper-sized memory leaks into it, and each stage's time limit is at least 1.5
+    times what the stage took in the archive README names (its timings.md)."""
+    import yaml
+
+    from .test_readme import archive, results_page
+
+    cpu = merge(PAPER, yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text()))
+    timings = (archive(results_page(), "docs/results.md") / "timings.md").read_text()
+    took = {}
+    for stage, seconds in re.findall(r"^\| (\w+)(?:@[\w-]+)? \| (\d+) \|$", timings, flags=re.M):
+        took[stage] = max(took.get(stage, 0), int(seconds))
+    assert {"evaluate_madry", "train_denoiser", "attack"} <= set(took), timings
+    for stage, seconds in took.items():
+        asked = job_resources(STAGES[stage], cpu)
+        assert asked["mem_mb"] == cpu["resources"]["mem_mb"], (stage, asked)
+        assert asked["runtime"] * 60 >= 1.5 * seconds, (stage, asked["runtime"], seconds)

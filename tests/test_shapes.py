@@ -11,7 +11,7 @@ from featdefense.attacks.autoattack import AutoAttack
 from featdefense.defences import DEFENCES
 from featdefense.io import ArtifactError
 from featdefense.params import ParamsError, validate
-from featdefense.stages.evaluate import load_defence
+from featdefense.defended import load_defence
 from featdefense.targets import TARGETS, Target
 
 from .conftest import PAPER, set_dotted

@@ -29,7 +29,7 @@ from .accuracy import wilson
 from .attacks import labels
 from .datasets import DATASETS as ALL_DATASETS
 from .defences import DEFENCES
-from .io import atomic_path, write_text
+from .io import write_figure, write_text
 
 COLLAPSE_MARGIN = 0.05  # a clean accuracy within this of chance is a training that collapsed
 ATTACKS = labels()  # clean and each attack module, by name
@@ -263,9 +263,7 @@ def figure(e: dict, paper: dict, path: Path) -> Path:
     ax.legend(fontsize=7)
     ax.set_title(e["title"], fontsize=8, wrap=True)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    write_figure(path, fig)
     return path
 
 

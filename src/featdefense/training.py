@@ -2,6 +2,7 @@
 examples as tensors, batched inference. Below both: a defence never imports a stage."""
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -100,3 +101,15 @@ def load_adversarial_train(paths: dict[str, str]) -> tuple[torch.Tensor, np.ndar
             except (KeyError, OSError) as e:
                 raise ArtifactError(f"{path}: no readable train split ({e})") from None
     return torch.cat(xs), np.concatenate(idx)
+
+
+def load_adversarial_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
+    """An attack file's test split: adversarial images, their index into the prepared test split, the attack's
+    params and the file's provenance."""
+    with open_h5(path) as f:
+        try:
+            g = f["test"]
+            return (torch.from_numpy(g["x_adv"][()]), g["index"][()], json.loads(f.attrs["params"]),
+                    json.loads(f.attrs["provenance"]))
+        except (KeyError, OSError) as e:
+            raise ArtifactError(f"{path}: no readable test split ({e})") from None

@@ -26,7 +26,6 @@ without attacking images already broken.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -37,17 +36,12 @@ from tqdm import tqdm
 from .. import attacks, checkpoints, targets
 from ..accuracy import degenerate, nested, summary, tolerated
 from ..attacks.autoattack import CHECKS, AutoAttack
-from ..defences import DEFENCES, Defence
+from ..defended import defended_model, load_defence
+from ..defences import DEFENCES
 from ..io import ArtifactError, open_h5, write_json
-from ..training import batches, load_module, load_split, predict, setup
+from ..training import batches, load_adversarial_test, load_split, predict, setup
 
 log = logging.getLogger(__name__)
-
-
-def defended_model(defence: Defence, module: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
-    """The classifier an attacker faces: target(defence(x)) for a preprocessor, the defence itself otherwise."""
-    model = torch.nn.Sequential(module, target) if defence.kind == "preprocessor" else module
-    return model.eval().requires_grad_(False)
 
 
 class _StraightThrough(torch.nn.Module):
@@ -71,16 +65,6 @@ def evaluating(name: str, model, p: dict, **override):
     its best iterate (an image counts as broken if any iterate fooled the model)."""
     a = attacks.declared(name)
     return a.built(model, p["attack"][name], **({"best": True} if a.iterative else {}), **override)
-
-
-def read_test(path) -> tuple[torch.Tensor, np.ndarray, dict, dict]:
-    with open_h5(path) as f:
-        try:
-            g = f["test"]
-            return (torch.from_numpy(g["x_adv"][()]), g["index"][()], json.loads(f.attrs["params"]),
-                    json.loads(f.attrs["provenance"]))
-        except (KeyError, OSError) as e:
-            raise ArtifactError(f"{path}: no readable test split ({e})") from None
 
 
 def share(mask: torch.Tensor) -> float:
@@ -113,21 +97,6 @@ def seeded(seed: int, device):
     return gen
 
 
-def load_defence(d, p: dict, model_path: str | None, device, shape: tuple) -> tuple[torch.nn.Module, dict]:
-    """The defence's module (trained weights loaded from model_path, if it has any) and their meta, in front
-    of a target taking images of `shape` (C, H, W)."""
-    if d.kind == "classifier":  # a network of the target's architecture: its file names which
-        module, meta, _ = targets.load(model_path, device)
-        return module, meta
-    refused = d.refusal(shape)
-    if refused:
-        raise ArtifactError(f"{refused}: the target's input; allowed: a target.architecture taking that shape")
-    module = d.build(d.params_of(p), tuple(shape))
-    if model_path is None:
-        return module.to(device).eval(), {}
-    return load_module(model_path, module, device)
-
-
 def run(p, inp, out, dataset, defence):
     device = setup(p)
     d = DEFENCES[defence]
@@ -136,7 +105,7 @@ def run(p, inp, out, dataset, defence):
     model = defended_model(d, module, target)
     x_files, index, attack_params, attack_prov = {}, None, {}, None
     for attack in attacks.NAMES:
-        x_adv, idx, attack_params[attack], attack_prov = read_test(inp[attack])
+        x_adv, idx, attack_params[attack], attack_prov = load_adversarial_test(inp[attack])
         if index is not None and not np.array_equal(index, idx):
             raise ArtifactError(f"{inp[attack]}: its test images differ from those of the other attack files")
         x_files[attack], index = x_adv, idx

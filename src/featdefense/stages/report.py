@@ -21,10 +21,10 @@ import yaml  # noqa: E402
 
 from .. import attacks  # noqa: E402
 from ..defences import DEFENCES  # noqa: E402
-from ..io import atomic_path, write_text  # noqa: E402
+from ..io import atomic_path, write_figure, write_text  # noqa: E402
 from .. import targets  # noqa: E402
-from ..training import load_split, setup  # noqa: E402
-from .evaluate import load_defence, read_test  # noqa: E402
+from ..defended import load_defence  # noqa: E402
+from ..training import load_adversarial_test, load_split, setup  # noqa: E402
 
 
 def reference(m: dict) -> str:
@@ -239,12 +239,6 @@ def robustness_frame(evaluations: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame({"epsilon": eps, **{name: m["robustness"]["accuracy"] for name, m in evaluations.items()}})
 
 
-def save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 def robustness_figure(path, frame: pd.DataFrame, evaluations: dict[str, dict], title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, m in evaluations.items():
@@ -256,7 +250,7 @@ def robustness_figure(path, frame: pd.DataFrame, evaluations: dict[str, dict], t
     ax.legend(fontsize=8)
     ax.set_title(textwrap.fill(title, 80), fontsize=8)  # the curve's attack is a long name
     fig.tight_layout()
-    save(fig, path)
+    write_figure(path, fig)
 
 
 def show_image(ax, image) -> None:
@@ -283,7 +277,7 @@ def examples_figure(path, rows: list[tuple[str, np.ndarray, np.ndarray]], y: np.
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    save(fig, path)
+    write_figure(path, fig)
 
 
 def feature_noise_figure(path, target, rows: list[tuple[str, torch.Tensor]], channels: int, title: str) -> None:
@@ -310,7 +304,7 @@ def feature_noise_figure(path, target, rows: list[tuple[str, torch.Tensor]], cha
             ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    save(fig, path)
+    write_figure(path, fig)
 
 
 def pick_examples(y: np.ndarray, fooled: np.ndarray, k: int) -> np.ndarray:
@@ -351,7 +345,7 @@ def run(p, inp, out, dataset):
     denoisers = {name: m for name, m in preprocessors.items() if not isinstance(m, torch.nn.Identity)}
     shown_attack = p["whitebox"]["attack"]  # the paper's figures show PGD's examples
     label = attacks.declared(shown_attack).label
-    x_adv, index, _, _ = read_test(inp[shown_attack])
+    x_adv, index, _, _ = load_adversarial_test(inp[shown_attack])
     x_clean, y = load_split(inp["prepared"], "test", index)
     k = p["report"]["examples"]
     with torch.no_grad():
