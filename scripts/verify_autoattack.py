@@ -4,7 +4,7 @@ in each constructor, as the library builds its attacks), run as the library runs
 the images an evaluation counts as robust.
 
 usage: python scripts/verify_autoattack.py PROJECT DATASET DEFENCE [DEFENCE ...]
-           [--iterations N] [--restarts R] [--queries Q] [--seed S] [--metrics DIR] [--out FILE.json]
+           [--iterations N] [--restarts R] [--queries Q] [--seed S] [--metrics DIR] [--float64] [--out FILE.json]
 
 Reads PROJECT's params.yaml, data/metrics/<ds>/evaluate_<defence>.json (`whitebox_robust_index`; --metrics:
 DIR/evaluate_<defence>.json instead, e.g. an archive's metrics/<ds>, for models rebuilt byte for byte) and the
@@ -12,7 +12,8 @@ models; prints, per defence, how many of those images the rebuilt AutoAttack bre
 evaluation claims). By default the budget is the configured one (whitebox.autoattack: iterations, Square's
 queries; one restart, the standard version's attacks APGD-CE, APGD-T, FAB-T, Square); --iterations,
 --restarts and --queries set a larger one, and with --restarts above 1 APGD-DLR joins as in the plus
-version: a convergence test of the number (does a stronger attack move it?). --out writes the counts as
+version: a convergence test of the number (does a stronger attack move it?); --float64 gives APGD float64
+logits (its cross-entropy then does not saturate on a confident model). --out writes the counts as
 JSON (with the images each attack broke, as indices into the test set).
 """
 import argparse
@@ -30,19 +31,34 @@ from featdefense.io import environment, file_digest
 from featdefense.training import load_split
 
 
-def rebuilt(model, eps: float, classes: int, iterations: int, restarts: int, queries: int, seed: int) -> dict:
-    """The library's attacks, each built with the whole budget in its constructor."""
+class Float64Logits(torch.nn.Module):
+    """The model with its logits in float64: the library's APGD then computes its cross-entropy in float64,
+    which a confident model does not saturate (float32's log p_y == 0 loses the true class's gradient)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).double()
+
+
+def rebuilt(model, eps: float, classes: int, iterations: int, restarts: int, queries: int, seed: int,
+            float64: bool = False) -> dict:
+    """The library's attacks, each built with the whole budget in its constructor; with float64, APGD's
+    (CE, DLR, targeted DLR) on float64 logits."""
+    apgd_model = Float64Logits(model) if float64 else model
     from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
     from pyautoattack.fab_pt import FABAttack_PT
     from pyautoattack.square import SquareAttack
 
     common = dict(eps=eps, norm="Linf", seed=seed, device="cpu", verbose=False)
     targets_ = min(9, classes - 1)
-    attacks = {"APGD-CE": APGDAttack(model, n_restarts=restarts, n_iter=iterations, eot_iter=1, rho=.75, **common)}
+    attacks = {"APGD-CE": APGDAttack(apgd_model, n_restarts=restarts, n_iter=iterations, eot_iter=1, rho=.75, **common)}
     if restarts > 1:
-        attacks["APGD-DLR"] = APGDAttack(model, n_restarts=restarts, n_iter=iterations, eot_iter=1, rho=.75,
+        attacks["APGD-DLR"] = APGDAttack(apgd_model, n_restarts=restarts, n_iter=iterations, eot_iter=1, rho=.75,
                                          loss="dlr", **common)
-    attacks["APGD-T"] = APGDAttack_targeted(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
+    attacks["APGD-T"] = APGDAttack_targeted(apgd_model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
                                             n_target_classes=targets_, **common)
     attacks["FAB-T"] = FABAttack_PT(model, n_restarts=1, n_iter=iterations, targeted=True,
                                     n_target_classes=targets_, **common)
@@ -51,7 +67,8 @@ def rebuilt(model, eps: float, classes: int, iterations: int, restarts: int, que
 
 
 def verify(project: Path, dataset: str, name: str, iterations: int | None = None, restarts: int = 1,
-           queries: int | None = None, seed: int | None = None, metrics: Path | None = None) -> dict:
+           queries: int | None = None, seed: int | None = None, metrics: Path | None = None,
+           float64: bool = False) -> dict:
     p = yaml.safe_load((project / "params.yaml").read_text())
     aa = p["whitebox"]["autoattack"]
     iterations = iterations or aa["iterations"] or 100
@@ -71,14 +88,15 @@ def verify(project: Path, dataset: str, name: str, iterations: int | None = None
     eps = p["attack"][p["whitebox"].get("attack", "pgd")]["epsilon"]
     out = {"dataset": dataset, "defence": name, "counted_robust": len(index), "clean_right": int(robust.sum()),
            "budget": {"iterations": iterations, "restarts": restarts, "square_queries": queries, "seed": seed,
-                      "epsilon": eps},
+                      "epsilon": eps, "float64_logits": float64},
            "md5": {str(f.relative_to(project)): file_digest(f, "md5") for f in (target_path, model_path) if f},
            "environment": environment("cpu"), "attacks": []}
     print(f"{dataset} {name}: {len(index)} images counted robust (clean right: {int(robust.sum())})", flush=True)
-    for label, attack in rebuilt(model, eps, architecture.classes, iterations, restarts, queries, seed).items():
+    for label, attack in rebuilt(model, eps, architecture.classes, iterations, restarts, queries, seed,
+                                   float64).items():
         i, start = torch.nonzero(robust).flatten(), time.time()
         if len(i):
-            x_adv = attack.perturb(x[i], y[i])
+            x_adv = attack.perturb(x[i], y[i]).detach()
             assert float((x_adv - x[i]).abs().max()) <= eps + 1e-6, f"{label} left the epsilon ball"
             with torch.no_grad():
                 robust[i] = model(x_adv).argmax(1) == y[i]
@@ -103,11 +121,12 @@ def main() -> None:
     a.add_argument("--queries", type=int)
     a.add_argument("--seed", type=int)
     a.add_argument("--metrics", type=Path)
+    a.add_argument("--float64", action="store_true", help="APGD on float64 logits")
     a.add_argument("--out", type=Path)
     args = a.parse_args()
     torch.set_num_threads(1)
     results = [verify(args.project, args.dataset, name, args.iterations, args.restarts, args.queries, args.seed,
-                      args.metrics)
+                      args.metrics, args.float64)
                for name in args.defences]
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")

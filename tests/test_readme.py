@@ -90,6 +90,14 @@ def test_the_gaps_report_is_the_archives_and_the_archive_regenerates_it():
     assert table == gaps.with_suffix(".csv").read_text()
 
 
+def test_readme_shows_the_archives_gaps_table_and_its_experiments_costs():
+    section = results_section()
+    gaps = archive(section, "README's Results section") / "gaps.md"
+    shown = as_shown(gaps, 2, upto="## What the experiments say")
+    assert "| Table 1 | MNIST |" in shown and "## The experiments" in shown and shown in section, \
+        f"README's gaps table differs from {gaps.relative_to(ROOT)} (up to What the experiments say)"
+
+
 def test_the_seeds_table_is_the_archives():
     page = results_page()
     seeds = archive(page, "docs/results.md") / "seeds" / "mnist.md"
