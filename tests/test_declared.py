@@ -18,9 +18,12 @@ def test_a_stage_s_code_is_found_in_its_imports_every_form_of_them():
     """A stage's code is derived from its imports (pipeline.code_of): the finder must see each form the
     package uses, and a defence the evaluation finds by name must be added by the graph."""
     code = set(STAGES["report"].code_paths)
-    assert {f"{PKG}/{f}" for f in ("stages/report.py", "stages/evaluate.py", "targets/lenet.py", "io.py",
-                                   "__init__.py", "models/__init__.py", "training.py", "attacks/autoattack.py", "accuracy.py",
+    assert {f"{PKG}/{f}" for f in ("stages/report.py", "defended.py", "targets/lenet.py", "io.py",
+                                   "__init__.py", "models/__init__.py", "training.py",
                                    "attacks/__init__.py", "defences/__init__.py", "paper_results.yaml")} <= code
+    assert f"{PKG}/stages/evaluate.py" not in code  # the report imports no stage
+    assert {f"{PKG}/{f}" for f in ("attacks/autoattack.py", "accuracy.py", "defended.py")} <= \
+        set(STAGES["evaluate_hgd"].code_paths)  # from ..attacks.autoattack import, from ..accuracy import
     assert f"{PKG}/defences/median_filter.py" in STAGES["evaluate_median_filter"].code_paths
     assert f"{PKG}/defences/median_filter.py" not in STAGES["evaluate_hgd"].code_paths
     assert f"{PKG}/locations.py" in STAGES["loss_net"].code_paths  # imported by name: from ..locations import
