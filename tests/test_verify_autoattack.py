@@ -1,5 +1,5 @@
 """scripts/verify_autoattack.py: AutoAttack rebuilt from the library's classes on exactly the images an
-evaluation counts as robust, at the configured budget or a larger one (README: Convergence)."""
+evaluation counts as robust, at the configured budget or a larger one (docs/evaluation.md)."""
 import json
 import subprocess
 import sys
