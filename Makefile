@@ -36,13 +36,14 @@ endif
 	snakemake --profile workflow/profiles/local --cores $(CORES) all
 
 # The benchmarks (docs/performance.md): PGD against ART's and torchattacks', the denoiser's training step,
-# the attack stage's memory. torchattacks pins an old `requests`, so it
+# the attack stage's memory, AutoAttack's attacks one by one. torchattacks pins an old `requests`, so it
 # goes to .bench/ (on the benchmark's path only), not into .venv.
 benchmark: setup
 	$(VENV)/bin/pip install --quiet --no-deps --target .bench torchattacks==3.5.1
 	$(VENV)/bin/python benchmarks/pgd.py
 	$(VENV)/bin/python benchmarks/denoiser.py
 	$(VENV)/bin/python benchmarks/attack_memory.py
+	$(VENV)/bin/python benchmarks/autoattack.py
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal --durations=15  # two workers: the pipeline tests run mostly one process at a time; the slowest 15 named

@@ -6,6 +6,8 @@ usage: python scripts/archive_run.py RUN_DIR NAME
 Copies the run's params.yaml, dvc.lock (hashes of every input, output and code file, and the params each
 stage read), metrics, report tables and figures, run records (the software that made each), and writes timings.md (wall-clock per stage from
 logs/timings.jsonl) and commit.txt (the last git commit of the code the run was made from).
+Into an existing archive it replaces those (`RUN_FILES`) and keeps what was added beside them (experiments/,
+seeds/, convergence/, the gaps report: regenerate the latter with `featdefense gaps results/NAME`).
 """
 import json
 import shutil
@@ -14,11 +16,18 @@ import sys
 from pathlib import Path
 
 
-def main(run: Path, name: str) -> None:
-    out = Path(__file__).resolve().parent.parent / "results" / name
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+# what a run puts into its archive (nothing else there is replaced)
+RUN_FILES = ("params.yaml", "dvc.lock", "metrics", "reports", "plots", "runs", "commit.txt", "timings.md")
+
+
+def main(run: Path, name: str, results: Path = Path(__file__).resolve().parent.parent / "results") -> None:
+    out = results / name
+    for f in (out / n for n in RUN_FILES):
+        if f.is_dir():
+            shutil.rmtree(f)
+        elif f.exists():
+            f.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     for f in ["params.yaml", "dvc.lock"]:
         shutil.copy(run / f, out / f)
     for pattern in ["data/metrics/*/*.json", "data/reports/*/*", "data/plots/*/*.csv", "data/runs/*.json"]:

@@ -29,3 +29,34 @@ def test_only_changed_accuracies_are_listed_and_overlap_is_judged_on_the_interva
     assert len(rows) == 2  # clean, pgd and white-box FGSM did not change
     assert rows[0].startswith("| mnist | Madry (2017) | fgsm | 89.3") and rows[0].endswith("| -1.3 | yes |")
     assert rows[1].startswith("| mnist | Madry (2017) | whitebox pgd | 81.4") and rows[1].endswith("| -11.4 | **no** |")
+
+
+def test_a_run_archived_again_replaces_its_own_files_and_keeps_what_was_added_beside_them(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("archive_run", ROOT / "scripts" / "archive_run.py")
+    archive_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(archive_run)
+
+    def run(accuracy: float) -> Path:
+        r = tmp_path / f"run-{accuracy}"
+        (r / "data/metrics/mnist").mkdir(parents=True)
+        (r / "data/metrics/mnist/evaluate_madry.json").write_text(json.dumps({"accuracy": accuracy}))
+        (r / "logs").mkdir()
+        (r / "logs/timings.jsonl").write_text(json.dumps({"stage": "evaluate_madry@mnist", "seconds": 2.0,
+                                                          "finished": 10.0}) + "\n")
+        for f in ("params.yaml", "dvc.lock"):
+            (r / f).write_text(f"{f} of {accuracy}\n")
+        return r
+
+    results = tmp_path / "results"
+    archive_run.main(run(0.8), "a", results)
+    (results / "a/experiments/x").mkdir(parents=True)  # added beside the run's files
+    (results / "a/experiments/x/experiment.yaml").write_text("title: x\n")
+    (results / "a/metrics/mnist/stale.json").write_text("{}")  # a file the next run does not make
+    archive_run.main(run(0.9), "a", results)
+    assert json.loads((results / "a/metrics/mnist/evaluate_madry.json").read_text()) == {"accuracy": 0.9}
+    assert not (results / "a/metrics/mnist/stale.json").exists()
+    assert (results / "a/params.yaml").read_text() == "params.yaml of 0.9\n"
+    assert (results / "a/experiments/x/experiment.yaml").read_text() == "title: x\n"
+    assert "evaluate_madry@mnist | 2 |" in (results / "a/timings.md").read_text()

@@ -30,3 +30,12 @@ def test_the_attack_memory_benchmark_runs_and_prints_its_table():
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith(("| fgsm |", "| pgd |"))]
     assert len(rows) == 4, out.stdout  # two attacks on two sizes, each measured in its own process
+
+
+def test_the_autoattack_benchmark_runs_and_prints_its_table():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/autoattack.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for row in ("| PGD-100 (the peer) |", "| standard FAB-T |", "| plus FAB |", "| plus APGD-T |",
+                "a rerun at the configured budget without FAB-T"):
+        assert row in out.stdout, out.stdout

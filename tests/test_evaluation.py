@@ -109,7 +109,7 @@ def _params(epsilon: float, steps: int = 20, step_size: float | None = None) -> 
     p["attack"]["pgd"].update(epsilon=epsilon, steps=steps, step_size=step_size)
     p["whitebox"].update(step_sizes=[step_size], batch_size=200,
                          autoattack={"version": "standard", "iterations": 5, "square_queries": 100,
-                                     "plus_above": None, "reruns": 0})
+                                     "plus_above": None, "reruns": 0, "clean_runs": 1})
     p["robustness"].update(epsilons=[0, epsilon], steps=10, test_size=None)
     p["sanity"].update(test_size=None, restarts=3)
     return p
@@ -222,18 +222,43 @@ def test_a_check_whose_premise_does_not_hold_says_na_never_pass(target):
     assert library["square_sr"]["verdict"] == library["zero_gradients"]["verdict"] == "n/a", library
 
 
+NOT_AGAIN = ": as white-box AutoAttack FAB-T (no random start), not run again"
+
+
 def test_autoattack_plus_runs_where_a_defence_keeps_images_and_reports_whether_it_moved(target):
     x, y = _templates(30, seed=2)
     p = _params(0.03)
     p["whitebox"]["autoattack"].update(plus_above=0.05, iterations=3, square_queries=50)
     robust, cascade, curve, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.03))
-    plus = [k for k in cascade if "AutoAttack plus" in k]
+    names, counts = list(cascade), [v["correct"] for v in cascade.values()]
+    plus = [k for k in names if "AutoAttack plus" in k]
+    # the library's plus version, but its FAB-T: the standard run's FAB-T made these examples already
     assert [k.split("plus ")[1] for k in plus] == ["APGD-CE", "APGD-DLR", "FAB", "Square (gradient-free)",
-                                                   "APGD-T", "FAB-T"]
+                                                   "APGD-T", "FAB-T" + NOT_AGAIN]
+    assert counts[names.index(plus[-1])] == counts[names.index(plus[-1]) - 1]
     check = sanity["autoattack_plus"]
-    before = list(cascade.values())[list(cascade).index(plus[0]) - 1]["correct"]
+    before = counts[names.index(plus[0]) - 1]
     assert check["left"] == before and check["broken"] == before - summary(robust)["correct"]
     _agree_with_counts(sanity, cascade)
+
+
+def test_fab_t_has_no_random_start_so_a_reseeded_run_makes_the_same_examples(target):
+    """The premise on which a later run leaves FAB-T out: two builds, seeded apart (one of them the plus
+    version), make FAB-T's examples image for image the same, on all the images and on a part of them; an
+    attack with a random start does not, and says so (None)."""
+    x, y = _templates(40, seed=4)
+    one, other = (AutoAttack(target, epsilon=0.03, classes=10, version=v, seed=s, iterations=5, square_queries=20)
+                  for v, s in (("standard", 0), ("plus", 7)))
+    assert one.repeats("fab-t") == other.repeats("fab-t") is not None
+    assert one.repeats("fab-t") != AutoAttack(target, epsilon=0.03, classes=10, iterations=6).repeats("fab-t")
+    first = one.attack("fab-t")[1](x, y)
+    assert 0 < int((target(first).argmax(1) != y).sum()) < len(y)  # it broke some, not all
+    assert torch.equal(other.attack("fab-t")[1](x, y), first)
+    assert torch.equal(other.attack("fab-t")[1](x[10:25], y[10:25]), first[10:25])
+    assert one.repeats("square") is None  # random too (it returns the image itself where it fails, as here)
+    for name in ("apgd-ce", "apgd-t"):  # their random starts: examples seeded apart differ
+        assert one.repeats(name) is None
+        assert not torch.equal(one.attack(name)[1](x, y), other.attack(name)[1](x, y)), name
 
 
 def test_autoattack_plus_runs_where_the_attacks_did_not_converge_whatever_the_accuracy(target):
@@ -409,7 +434,7 @@ def _reruns_agree_with_counts(check: dict, cascade: dict, robust: torch.Tensor) 
     names, counts = list(cascade), [line["correct"] for line in cascade.values()]
     for run in (r for r in check["runs"] if r["run"] != "plus"):
         steps = [i for i, k in enumerate(names) if f"AutoAttack {run['run']} (seed {run['seed']})" in k]
-        assert len(steps) == 4, (run, names)  # the standard version's four attacks
+        assert len(steps) == 4, (run, names)  # the standard version's four attacks (FAB-T's not run again)
         assert run["left"] == counts[steps[0] - 1] and run["broken"] == counts[steps[0] - 1] - counts[steps[-1]]
     assert counts[-1] == summary(robust)["correct"]
 
@@ -432,6 +457,17 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert runs[-1]["broken"] == 0 and all(r["broken"] > 0 for r in runs[:-1]), runs  # it stops at the first
     assert summary(robust)["correct"] == runs[-1]["left"] and robust[-10:].all()  # the blank images among them
     _reruns_agree_with_counts(check, cascade, robust)
+    # two clean runs in a row asked: the same seeds break the same images up to the first clean run, and the
+    # reruns go on past it until two in a row broke none (each break counting)
+    p["whitebox"]["autoattack"]["clean_runs"] = 2
+    robust2, cascade2, _, sanity2 = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)
+    runs2 = sanity2["autoattack_rerun"]["runs"]
+    assert sanity2["autoattack_rerun"]["verdict"] == "pass" and runs2[:len(runs)] == runs, runs2
+    assert [r["broken"] for r in runs2[-2:]] == [0, 0] and len(runs2) > len(runs)
+    assert not any(a["broken"] == b["broken"] == 0 for a, b in zip(runs2[:-2], runs2[1:-1])), runs2  # stops at once
+    assert summary(robust2)["correct"] == runs2[-1]["left"] <= summary(robust)["correct"]
+    _reruns_agree_with_counts(sanity2["autoattack_rerun"], cascade2, robust2)
+    p["whitebox"]["autoattack"]["clean_runs"] = 1
     # one rerun fewer than that: every run broke some, and the number is an upper bound
     fewer = len(runs) - 2
     p["whitebox"]["autoattack"]["reruns"] = fewer
@@ -441,7 +477,16 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert check["runs"] == runs[:fewer]  # the same seeds break the same images
     assert summary(robust)["correct"] == runs[fewer]["left"] > runs[-1]["left"]
     _reruns_agree_with_counts(check, cascade, robust)
+    # after the plus version (run here whatever the accuracy), the reruns are the configured version at the
+    # configured budget (the standard one's four attacks, its FAB-T not run again), not plus again
+    p["whitebox"]["autoattack"].update(plus_above=0.0, reruns=8)
+    robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)
+    runs = sanity["autoattack_rerun"]["runs"]
+    assert runs[0]["run"] == "plus" and runs[0]["broken"] > 0 and len(runs) > 2, runs
+    assert [k.split(") ")[1] for k in cascade if "AutoAttack rerun 1 " in k] == [
+        "APGD-CE", "APGD-T", "FAB-T" + NOT_AGAIN, "Square (gradient-free)"]
+    _reruns_agree_with_counts(sanity["autoattack_rerun"], cascade, robust)
     # none set, and no plus: nothing rechecked, n/a
-    p["whitebox"]["autoattack"]["reruns"] = 0
+    p["whitebox"]["autoattack"].update(plus_above=None, reruns=0)
     robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)
     assert sanity["autoattack_rerun"]["verdict"] == "n/a" and not any("rerun" in k for k in cascade)

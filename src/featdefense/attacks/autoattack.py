@@ -17,6 +17,10 @@ would keep the schedule of 100 iterations. FAB reads n_iter only as its loop bou
 builds it (resc_schedule=False), halves p at fixed query counts (10, 50, 200, ... 8,000) whatever its
 n_queries, so a smaller budget cuts that schedule short, as the library's own setting of n_queries does.
 
+FAB-T (at its one restart per target class) has no random start: the library starts FAB's first restart at
+the image itself, so FAB-T run again at the same budget on the same model makes the same examples whatever
+its seed (`repeats`; a test checks it). A later run (plus, a rerun) need not run it again on images it left.
+
 The library's own checks (`checks`: a randomised defence, probabilities instead of logits, a dynamic
 model, zero gradients seen by APGD, Square finding more than the gradient attacks) run through the
 library too; `findings` collects what each said, per check.
@@ -103,6 +107,16 @@ class AutoAttack:
         if name in ("apgd-t", "apgd-dlr"):  # the library checks for zero gradients on the DLR losses only
             self.findings.now("zero_gradients")
         return attack.perturb(images, labels)
+
+    def repeats(self, name: str) -> tuple | None:
+        """What alone decides `name`'s adversarial examples where nothing random does (the same tuple from two
+        builds on one model: the same examples, image for image, whatever the seed); None for an attack
+        with a random start. FAB-T only: it runs one restart per target class (`_run`), and FAB's first
+        restart starts at the image."""
+        if name != "fab-t":
+            return None
+        f = self.library.fab
+        return name, f.norm, f.n_iter, f.n_target_classes, f.eps, f.alpha_max, f.eta, f.beta
 
     def attack(self, name: str) -> tuple[str, object]:
         """(label, attack(images, labels, generator=None) -> adversarial images) for one of its attacks."""

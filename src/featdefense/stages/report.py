@@ -216,8 +216,9 @@ def plus(cfg: dict) -> str:
 def reruns(cfg: dict) -> str:
     if cfg["version"] == "none" or not cfg.get("reruns"):
         return ""
-    return (f"; then AutoAttack again with a new seed (plus where it ran) on the images left, until a run breaks "
-            f"none, at most {cfg['reruns']} more times")
+    return (f"; then AutoAttack at that budget again with a new seed on the images left, until "
+            f"{cfg['clean_runs']} run(s) in a row break none, at most {cfg['reruns']} more times (FAB-T, which has "
+            "no random start, not run again)")
 
 
 def sanity_caption(evaluations: dict[str, dict]) -> str:
