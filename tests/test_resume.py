@@ -147,3 +147,40 @@ def test_a_second_run_of_a_running_stage_is_refused_and_touches_nothing(snakemak
     assert not (snakemake_copy / checkpoints.ROOT / "train_target@mnist").exists()
     sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")  # lock released
     assert outputs(snakemake_copy, "train_target@mnist") == before  # and the same bytes again
+
+
+def test_snakemake_killed_while_its_job_runs_reruns_that_job_on_its_next_run(snakemake_copy):
+    """Snakemake itself killed (a closed terminal, a lost login session) while a job runs: the job's stage
+    finishes on its own, but Snakemake has it recorded as incomplete and its lock left behind. After
+    `snakemake --unlock` the same command runs that job again (the profiles' rerun-incomplete), to the same
+    bytes, instead of stopping at outputs it cannot vouch for (IncompleteFilesException)."""
+    import subprocess
+    import time
+
+    from .conftest import env_for, process_in
+
+    instance = "train_madry@mnist"
+    set_param(snakemake_copy, "defences.madry.epochs", 2)  # new params: no recorded run to restore, two epochs
+    made = list(outputs(snakemake_copy, instance))
+    command = ["snakemake", "--profile", "workflow/profiles/local", "--cores", "1", *made]
+    first = subprocess.Popen(command, cwd=snakemake_copy, env=env_for(snakemake_copy), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((snakemake_copy / checkpoints.ROOT / instance).glob("*/*.pt")):  # its first epoch saved
+        assert first.poll() is None and time.monotonic() < deadline, "the job never saved a checkpoint"
+        time.sleep(0.05)
+    first.kill()  # Snakemake alone: its job runs on
+    first.wait()
+    while process_in(snakemake_copy, "featdefense run train_madry"):
+        assert time.monotonic() < deadline, "the job outlived Snakemake by minutes"
+        time.sleep(0.2)
+    finished = outputs(snakemake_copy, instance)  # the job, left alone, finished
+    assert list((snakemake_copy / ".snakemake" / "incomplete").iterdir()), \
+        "premise: Snakemake had the job recorded as incomplete"
+    locked = sh(snakemake_copy, *command, check=False)
+    assert locked.returncode != 0 and "unlock" in locked.stderr, locked.stderr
+    sh(snakemake_copy, "snakemake", "--unlock")
+    again = sh(snakemake_copy, *command)
+    assert "train_madry" in again.stderr, "the job recorded incomplete was not run again"
+    assert outputs(snakemake_copy, instance) == finished
+    assert not list((snakemake_copy / ".snakemake" / "incomplete").iterdir())
