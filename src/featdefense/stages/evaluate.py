@@ -243,8 +243,8 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
             robust = after(f"white-box AutoAttack {name}", still_correct(model, attack, x, y, robust, bs, device,
                                                                          f"{label} AutoAttack {name}",
                                                                          library.findings))
-            if library.repeats(key):
-                ran[library.repeats(key)] = f"white-box AutoAttack {name}"
+            if same := library.repeats(key):
+                ran[same] = f"white-box AutoAttack {name}"
             shares[key] = share(robust)
             if key == "square":  # the gradient-free attack, on the images every gradient attack left
                 square = (before, robust)
