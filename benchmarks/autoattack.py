@@ -90,7 +90,7 @@ def main() -> None:
     for version in ("standard", "plus"):
         aa = AutoAttack(model, a.epsilon, classes=10, version=version, seed=0, iterations=a.iterations,
                         square_queries=a.queries)
-        for key, (label, attack) in zip(aa.library.attacks_to_run, aa.attacks()):
+        for key, label, attack in aa.attacks():
             seconds, acc = timed(attack, x, y, model)
             cost[version, key] = seconds
             rows.append((f"{version} {label}", seconds, acc))

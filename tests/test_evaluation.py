@@ -358,12 +358,13 @@ def test_autoattack_at_a_reduced_budget_is_the_library_built_for_that_budget(tar
     assert ours.library.apgd.n_iter_2 == 2 and ours.library.apgd_targeted.size_decr == 1
     found, theirs = _fresh_library_cascade(model, x, y, 0.03, 10, 300)
     robust = clean.clone()
-    for (name, attack), key in zip(ours.attacks(), found):
+    for key, name, attack in ours.attacks():
         i = torch.nonzero(robust).flatten()
         adv = attack(x[i], y[i])
         assert torch.equal(adv, found[key]), name  # the same examples, attack by attack
         robust[i] = model(adv).argmax(1) == y[i]
-    assert [name for name, _ in ours.attacks()] == ["APGD-CE", "APGD-T", "FAB-T", "Square (gradient-free)"]
+    assert [key for key, _, _ in ours.attacks()] == list(found)  # the library's attacks, in its order
+    assert [name for _, name, _ in ours.attacks()] == ["APGD-CE", "APGD-T", "FAB-T", "Square (gradient-free)"]
     assert 0 < int(robust.sum()) < int(clean.sum())  # the attacks broke some images, not all
     assert torch.equal(robust, theirs)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from featdefense import checkpoints
 from featdefense.cli import STOPPED
 from featdefense.pipeline import STOP_SIGNAL
 
-from .conftest import set_param, sh
+from .conftest import env_for, process_in, set_param, sh
 
 # `featdefense ...` that SIGKILLs itself right after its stage saved its checkpoint for the n-th time
 # (argv[1]): the moment a machine dies, a scheduler kills or a node is preempted, at a known point.
@@ -154,11 +156,6 @@ def test_snakemake_killed_while_its_job_runs_reruns_that_job_on_its_next_run(sna
     finishes on its own, but Snakemake has it recorded as incomplete and its lock left behind. After
     `snakemake --unlock` the same command runs that job again (the profiles' rerun-incomplete), to the same
     bytes, instead of stopping at outputs it cannot vouch for (IncompleteFilesException)."""
-    import subprocess
-    import time
-
-    from .conftest import env_for, process_in
-
     instance = "train_madry@mnist"
     set_param(snakemake_copy, "defences.madry.epochs", 2)  # new params: no recorded run to restore, two epochs
     made = list(outputs(snakemake_copy, instance))

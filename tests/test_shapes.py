@@ -96,7 +96,7 @@ def test_autoattack_targets_only_the_classes_a_model_has():
     assert aa.library.apgd_targeted.n_target_classes == aa.library.fab.n_target_classes == 4
     aa.preflight(x, y)
     assert aa.report()["n_classes"]["verdict"] == "pass", aa.report()["n_classes"]
-    for label, attack in aa.attacks():
+    for _, label, attack in aa.attacks():
         assert attack(x, y).shape == x.shape, label
     ten = AutoAttack(model, epsilon=0.1, version="standard", iterations=3, square_queries=5, classes=10)  # the library's 9
     assert ten.library.apgd_targeted.n_target_classes == 9

@@ -122,9 +122,9 @@ class AutoAttack:
         """(label, attack(images, labels, generator=None) -> adversarial images) for one of its attacks."""
         return LABELS.get(name, name), lambda x, y, generator=None: self._run(name, x, y)
 
-    def attacks(self) -> list[tuple[str, object]]:
-        """Each attack of the version, in its order."""
-        return [self.attack(name) for name in self.library.attacks_to_run]
+    def attacks(self) -> list[tuple[str, str, object]]:
+        """(its library name, label, attack) for each attack of the version, in its order."""
+        return [(name, *self.attack(name)) for name in self.library.attacks_to_run]
 
     def preflight(self, images, labels) -> None:
         """The library's checks on the model before its attacks, on one batch (as run_standard_evaluation)."""

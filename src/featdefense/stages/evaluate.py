@@ -238,7 +238,7 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     if library is not None:
         library.preflight(x[:bs].to(device), y[:bs].to(device))
         shares = {"clean": share(correct["clean"])}
-        for key, (name, attack) in zip(library.library.attacks_to_run, library.attacks()):
+        for key, name, attack in library.attacks():
             before = robust
             robust = after(f"white-box AutoAttack {name}", still_correct(model, attack, x, y, robust, bs, device,
                                                                          f"{label} AutoAttack {name}",
@@ -346,7 +346,7 @@ def cascaded(model, library: AutoAttack, name: str, x, y, robust, bs: int, devic
     <attack>"); returns the images it left. An attack without a random start that ran before at the same
     budget (in `ran`, by AutoAttack.repeats) on a superset of these images (each step runs on what the
     steps before it left) would make the same examples: its step says so and breaks none."""
-    for key, (attack_name, attack) in zip(library.library.attacks_to_run, library.attacks()):
+    for key, attack_name, attack in library.attacks():
         step = f"AutoAttack {name} {attack_name}"
         same = library.repeats(key)
         if same in ran:
