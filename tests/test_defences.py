@@ -173,6 +173,48 @@ def test_hgd_trains_on_tiny_data_with_the_lgd_loss(tiny_inputs, tmp_path):
     assert adversarial_only[1]["train_examples"] == 300
 
 
+@pytest.mark.parametrize("name, built_before", [("hgd", "targets.load"), ("ours", "vgg16_features")])
+def test_a_trained_defence_starts_from_its_seeds_first_draws(name, built_before, tiny_inputs, tmp_path, monkeypatch):
+    """A defence's initial weights are its seed's first draws: what its stage builds as well (HGD's target, the
+    denoiser's loss network: each a random init before its weights are loaded) does not move them. The
+    denoiser was once initialised after the loss network, so building VGG-16 without its classifier (fewer
+    random draws) changed every denoiser result of the same seed."""
+    from featdefense.defences import hgd, ours
+    from featdefense.pipeline import STAGES
+    from featdefense.stages import loss_net
+
+    module = {"hgd": hgd, "ours": ours}[name]
+    paths = {**tiny_inputs, "loss_net": tmp_path / "loss_net.pt"}
+    needs = STAGES["train_denoiser"].deps if name == "ours" else DEFENCES[name].train_inputs
+    inputs = {k: str(paths[k]) for k in needs}
+    if name == "ours":
+        loss_net.run({**RUN, "loss_net": {**PAPER["loss_net"], "weights": "random"}}, {},
+                     {"loss_net": paths["loss_net"]})
+        p = {**RUN, "denoiser": {**PAPER["denoiser"], "epochs": 1, "batch_size": 64},
+             "feature_loss": PAPER["feature_loss"]}
+    else:
+        p = {**RUN, "defences": {"hgd": {**DEFENCES["hgd"].params_of(PAPER), "epochs": 1, "batch_size": 64}}}
+
+    def trained(folder):
+        out = {"model": tmp_path / folder / "m.pt", "denoiser": tmp_path / folder / "m.pt", "log": tmp_path / folder / "m.csv"}
+        module.train(p, inputs, out, "mnist")
+        return torch.load(out["model"], weights_only=True)["state_dict"]
+
+    first = trained("as-is")
+    owner, attribute = (module.targets, "load") if built_before == "targets.load" else (module, built_before)
+    original = getattr(owner, attribute)
+
+    def drawing_more(*args, **kwargs):  # the same thing built, with other random draws on the way
+        built = original(*args, **kwargs)
+        torch.rand(1000)
+        return built
+
+    monkeypatch.setattr(owner, attribute, drawing_more)
+    second = trained("more-draws")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first), f"{name}'s weights depend on {built_before}'s draws"
+
+
 def test_hgd_pushed_past_the_pixel_range_is_pulled_back_at_once():
     """The target sees HGD's image unclipped, so a denoiser whose noise pushes every pixel past 1 is pulled back
     by the very next steps. Behind a clip it was not: a plain clip gives no gradient, and one that passes the

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import checkpoints, targets
-from ..io import atomic_path, provenance, save_model
+from ..io import atomic_path, load_model_file, provenance, save_model
 from ..training import batches, load_split, load_train_examples, setup
 from . import Defence
 
@@ -68,11 +68,14 @@ def lgd_loss(target: nn.Module, x_clean: torch.Tensor, x_denoised: torch.Tensor)
 def train(p, inp, out, dataset):
     device = setup(p)
     cfg = p["defences"]["hgd"]
-    target, _, architecture = targets.load(inp["target"], device)
+    architecture = targets.architecture(load_model_file(inp["target"])["meta"])
+    # built first: its initial weights are the seed's first draws, whatever is built after it (the target's
+    # random init, which its weights then replace)
+    model = UNet(cfg["width"], architecture.input_shape[0]).to(device)
+    target, _, _ = targets.load(inp["target"], device)
     target.requires_grad_(False)
     x_adv, index = load_train_examples(inp, cfg["train_on"])  # a clean image is its own target
     x_clean, _ = load_split(inp["prepared"], "train", index)
-    model = UNet(cfg["width"], architecture.input_shape[0]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(p["seed"])
     rows = []

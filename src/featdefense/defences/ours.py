@@ -31,6 +31,9 @@ def clean_features(loss_net, x: torch.Tensor, device, batch_size: int = 500) -> 
 def train(p, inp, out, dataset):
     """The stage train_denoiser (the paper's name for it): the model and its training log."""
     device = setup(p)
+    # built first: its initial weights are the seed's first draws, whatever is built after it (the loss
+    # network's random init, which its weights then replace)
+    model = Denoiser().to(device)
     cfg, fl = p["denoiser"], p["feature_loss"]
     x_adv, index = load_train_examples(inp, cfg["train_on"])
     unique, position = np.unique(index, return_inverse=True)
@@ -51,7 +54,6 @@ def train(p, inp, out, dataset):
         scale = mean_squares(target_features, x_clean if fl["pixel"] else None)
         log.info("clean mean squares (term normalisers): %s", scale)
 
-    model = Denoiser().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     gen = torch.Generator().manual_seed(p["seed"])
     names = term_names(fl["layers"], fl["pixel"])
