@@ -173,8 +173,9 @@ def test_hgd_trains_on_tiny_data_with_the_lgd_loss(tiny_inputs, tmp_path):
     assert adversarial_only[1]["train_examples"] == 300
 
 
-@pytest.mark.parametrize("name, built_before", [("hgd", "targets.load"), ("ours", "vgg16_features")])
-def test_a_trained_defence_starts_from_its_seeds_first_draws(name, built_before, tiny_inputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, owner, built_before", [("hgd", "targets", "load"), ("ours", None, "vgg16_features")])
+def test_a_trained_defence_starts_from_its_seeds_first_draws(name, owner, built_before, tiny_inputs, tmp_path,
+                                                              monkeypatch):
     """A defence's initial weights are its seed's first draws: what its stage builds as well (HGD's target, the
     denoiser's loss network: each a random init before its weights are loaded) does not move them. The
     denoiser was once initialised after the loss network, so building VGG-16 without its classifier (fewer
@@ -201,15 +202,15 @@ def test_a_trained_defence_starts_from_its_seeds_first_draws(name, built_before,
         return torch.load(out["model"], weights_only=True)["state_dict"]
 
     first = trained("as-is")
-    owner, attribute = (module.targets, "load") if built_before == "targets.load" else (module, built_before)
-    original = getattr(owner, attribute)
+    owner = getattr(module, owner) if owner else module  # where the stage finds what it builds besides
+    original = getattr(owner, built_before)
 
     def drawing_more(*args, **kwargs):  # the same thing built, with other random draws on the way
         built = original(*args, **kwargs)
         torch.rand(1000)
         return built
 
-    monkeypatch.setattr(owner, attribute, drawing_more)
+    monkeypatch.setattr(owner, built_before, drawing_more)
     second = trained("more-draws")
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first), f"{name}'s weights depend on {built_before}'s draws"
