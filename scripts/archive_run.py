@@ -15,9 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-# what a run puts into its archive (nothing else there is replaced)
-RUN_FILES = ("params.yaml", "dvc.lock", "metrics", "reports", "plots", "runs", "commit.txt", "timings.md")
+from featdefense.gaps import RUN_FILES  # what a run puts into its archive (nothing else there is replaced)
 
 
 def main(run: Path, name: str, results: Path = Path(__file__).resolve().parent.parent / "results") -> None:

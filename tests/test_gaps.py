@@ -62,10 +62,13 @@ def _archive(tmp_path, pgd_at_one_epoch: float):
     (e / "1").mkdir(parents=True)
     (e / "1" / "evaluate_unsecured.json").write_text(json.dumps(_evaluation({"clean": .98, "fgsm": .3,
                                                                              "pgd": pgd_at_one_epoch})))
+    (e / "10").mkdir()  # the run the experiment was made beside: a copy of its file, kept when the run is remade
+    (e / "10" / "evaluate_unsecured.json").write_text((archive / "metrics" / "mnist" / "evaluate_unsecured.json")
+                                                      .read_text())
     (e / "experiment.yaml").write_text(yaml.safe_dump({
         "title": "Target epochs", "varies": "target.epochs", "measures": "accuracy.{attack}",
         "variants": [{"label": 1, "path": "1/evaluate_unsecured.json"},
-                     {"label": 10, "path": "../../metrics/mnist/evaluate_unsecured.json"}],
+                     {"label": 10, "path": "10/evaluate_unsecured.json"}],
         "bears_on": [{"dataset": "mnist", "defence": "unsecured", "attacks": ["pgd"]}]}))
     return archive
 
@@ -108,3 +111,28 @@ def test_a_sweep_that_names_plot_gets_its_points_drawn_with_the_papers_value(tmp
         {"label": "small", "path": "1/evaluate_unsecured.json"}]}))
     with pytest.raises(GapsError, match="plot needs variants whose labels are numbers"):
         write(archive, paper)
+
+
+def test_a_variant_may_not_name_a_file_of_the_archives_run(tmp_path):
+    """Remaking an archive replaces its run's files and keeps its experiments: a variant naming the run's
+    metrics would silently become the new run, not the one the experiment was made beside."""
+    import pytest
+
+    from featdefense.gaps import GapsError, experiments
+
+    archive = _archive(tmp_path, .15)
+    e = archive / "experiments" / "target-epochs"
+    spec = yaml.safe_load((e / "experiment.yaml").read_text())
+    (archive / "experiments" / "other" / "mnist").mkdir(parents=True)  # another experiment's file: allowed
+    (archive / "experiments" / "other" / "mnist" / "evaluate_unsecured.json").write_text("{}")
+    spec["variants"].append({"label": 20, "path": "../other/{dataset}/evaluate_unsecured.json"})
+    (e / "experiment.yaml").write_text(yaml.safe_dump(spec))
+    assert len(experiments(archive)) == 1
+    for path in ("../../metrics/mnist/evaluate_unsecured.json", "../../metrics/{dataset}/evaluate_unsecured.json",
+                 "../../plots/mnist/target_train.csv"):
+        for where in ("variants", "evaluated"):
+            (e / "experiment.yaml").write_text(yaml.safe_dump({**spec, where: [*spec.get(where, []),
+                                                                                {"label": "run", "path": path}]}))
+            with pytest.raises(GapsError, match=r"target-epochs/experiment.yaml: variant 'run' names .*a file of "
+                                                 r"the archive's run"):
+                experiments(archive)

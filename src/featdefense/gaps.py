@@ -37,6 +37,11 @@ ATTACKS = labels()  # clean and each attack module, by name
 DATASETS = {name: (d.paper_table, d.label) for name, d in ALL_DATASETS.items() if d.paper_table}
 
 
+# What a pipeline run puts into its archive (scripts/archive_run.py): remaking an archive replaces these and
+# keeps what was added beside them (experiments/, seeds/, convergence/, the gaps report).
+RUN_FILES = ("params.yaml", "dvc.lock", "metrics", "reports", "plots", "runs", "commit.txt", "timings.md")
+
+
 class GapsError(FeatdefenseError):
     pass
 
@@ -162,12 +167,22 @@ def read_value(path: Path, label: str, measures: str) -> Value:
 
 
 def experiments(archive: Path) -> list[dict]:
+    """The experiments archived beside a run (ARCHIVE/experiments/*/experiment.yaml). A variant may not name a
+    file of the run itself (`RUN_FILES`): the run is replaced when the archive is remade, its experiments are
+    kept, so such a variant would silently become another run than the one the experiment was made beside."""
     out = []
+    run_files = [(archive / name).resolve() for name in RUN_FILES]
     for f in sorted((archive / "experiments").glob("*/experiment.yaml")):
         e = yaml.safe_load(f.read_text())
         missing = {"title", "varies", "measures", "variants", "bears_on"} - set(e)
         if missing:
             raise GapsError(f"{f}: missing {', '.join(sorted(missing))}")
+        for v in [*e["variants"], *e.get("evaluated", [])]:
+            named = (f.parent / v["path"]).resolve()
+            if any(named == r or named.is_relative_to(r) for r in run_files):
+                raise GapsError(f"{f}: variant {v['label']!r} names {v['path']}, a file of the archive's run, which "
+                                "remaking the archive replaces; copy the file the experiment was made beside into "
+                                "the experiment's folder and name the copy")
         out.append({**e, "dir": f.parent, "name": f.parent.name})
     return out
 
