@@ -1,5 +1,6 @@
 """README's Results section and docs/results.md show what the pipeline wrote: the archive they name, its files
 unedited."""
+import json
 import re
 from pathlib import Path
 
@@ -103,3 +104,20 @@ def test_the_seeds_table_is_the_archives():
     seeds = archive(page, "docs/results.md") / "seeds" / "mnist.md"
     shown = as_shown(seeds, 1)
     assert shown in page, f"docs/results.md's seeds table differs from {seeds.relative_to(ROOT)}"
+
+
+def test_every_check_in_the_archive_follows_from_the_counts_beside_it():
+    """The archive README shows: each paired check's verdict is the one its own counts give (n/a where nothing was
+    left to break), and the convergence and Square checks count the cascade's own images."""
+    from .test_evaluation import _agree_with_counts
+    metrics = sorted((archive(results_section(), "README's Results section") / "metrics").glob("*/evaluate_*.json"))
+    assert len(metrics) == 10, metrics  # five defences on two datasets
+    compared = 0
+    for path in metrics:
+        found = json.loads(path.read_text())
+        try:
+            _agree_with_counts(found["sanity"], found["whitebox_pgd_cascade"])
+        except AssertionError as error:
+            raise AssertionError(f"{path.relative_to(ROOT)}: a verdict its counts do not give: {error}") from None
+        compared += sum(check.get("left", 0) > 0 for check in found["sanity"].values() if "broken" in check)
+    assert compared > 0  # some check compared attacks on images that were left
