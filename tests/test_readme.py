@@ -107,11 +107,19 @@ def test_the_seeds_table_is_the_archives():
 
 
 def test_every_check_in_the_archive_follows_from_the_counts_beside_it():
-    """The archive README shows: each paired check's verdict is the one its own counts give (n/a where nothing was
-    left to break), and the convergence and Square checks count the cascade's own images."""
+    """The archive README shows, and the runs its seeds table summarises: each paired check's verdict is the one
+    its own counts give (n/a where nothing was left to break), and the convergence and Square checks count the
+    cascade's own images."""
     from .test_evaluation import _agree_with_counts
-    metrics = sorted((archive(results_section(), "README's Results section") / "metrics").glob("*/evaluate_*.json"))
+    shown = archive(results_section(), "README's Results section")
+    metrics = sorted((shown / "metrics").glob("*/evaluate_*.json"))
     assert len(metrics) == 10, metrics  # five defences on two datasets
+    seeds = json.loads((shown / "seeds" / "mnist.json").read_text())["runs"]
+    assert len(seeds) == 3 and ROOT / seeds[0] == shown, seeds
+    for run in seeds[1:]:
+        found = sorted((ROOT / run / "metrics" / "mnist").glob("evaluate_*.json"))
+        assert found, f"{run}: the seeds table summarises it, yet it holds no evaluation"
+        metrics += found
     compared = 0
     for path in metrics:
         found = json.loads(path.read_text())
