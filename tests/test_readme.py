@@ -122,10 +122,10 @@ def test_every_check_in_the_archive_follows_from_the_counts_beside_it():
         metrics += found
     compared = 0
     for path in metrics:
-        found = json.loads(path.read_text())
+        evaluation = json.loads(path.read_text())
         try:
-            _agree_with_counts(found["sanity"], found["whitebox_pgd_cascade"])
+            _agree_with_counts(evaluation["sanity"], evaluation["whitebox_pgd_cascade"])
         except AssertionError as error:
             raise AssertionError(f"{path.relative_to(ROOT)}: a verdict its counts do not give: {error}") from None
-        compared += sum(check.get("left", 0) > 0 for check in found["sanity"].values() if "broken" in check)
+        compared += sum(check.get("left", 0) > 0 for check in evaluation["sanity"].values() if "broken" in check)
     assert compared > 0  # some check compared attacks on images that were left
