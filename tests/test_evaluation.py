@@ -430,14 +430,23 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
         from_archives(runs + [fewer], "mnist", tmp_path / "x.md")
 
 
-def _reruns_agree_with_counts(check: dict, cascade: dict, robust: torch.Tensor) -> None:
-    """Each rerun's counts are the cascade's own: the images before its first step, those after its last."""
+def _reruns_agree_with_counts(check: dict, cascade: dict, robust: torch.Tensor | int, clean_runs: int) -> None:
+    """Each rerun's counts (the plus version's too) are the cascade's own: the images before its first step,
+    those after its last; the last step's count is the robust images'; and the verdict is the one the runs'
+    counts give: pass where the last `clean_runs` broke none, FAIL where not, n/a where no image was left."""
     names, counts = list(cascade), [line["correct"] for line in cascade.values()]
-    for run in (r for r in check["runs"] if r["run"] != "plus"):
-        steps = [i for i, k in enumerate(names) if f"AutoAttack {run['run']} (seed {run['seed']})" in k]
-        assert len(steps) == 4, (run, names)  # the standard version's four attacks (FAB-T's not run again)
-        assert run["left"] == counts[steps[0] - 1] and run["broken"] == counts[steps[0] - 1] - counts[steps[-1]]
-    assert counts[-1] == summary(robust)["correct"]
+    for run in check["runs"]:
+        steps = [i for i, k in enumerate(names) if f"AutoAttack {run['run']} (seed {run['seed']}) " in k
+                 or run["run"] == "plus" and "AutoAttack plus " in k]
+        if run["run"] != "plus":
+            assert len(steps) == 4, (run, names)  # the standard version's four attacks (FAB-T's not run again)
+        assert steps == list(range(steps[0], steps[-1] + 1)), (run, names)  # one run's steps in a row
+        assert run["left"] == counts[steps[0] - 1] and run["broken"] == counts[steps[0] - 1] - counts[steps[-1]], run
+    assert counts[-1] == (robust if isinstance(robust, int) else summary(robust)["correct"])
+    runs = check["runs"]
+    settled = len(runs) >= clean_runs and not any(r["broken"] for r in runs[-clean_runs:])
+    expected = "n/a" if not runs or counts[-1] == 0 else "pass" if settled else "FAIL"
+    assert check["verdict"] == expected, (expected, check)
 
 
 def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
@@ -457,7 +466,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert check["verdict"] == "pass" and len(runs) > 2, check
     assert runs[-1]["broken"] == 0 and all(r["broken"] > 0 for r in runs[:-1]), runs  # it stops at the first
     assert summary(robust)["correct"] == runs[-1]["left"] and robust[-10:].all()  # the blank images among them
-    _reruns_agree_with_counts(check, cascade, robust)
+    _reruns_agree_with_counts(check, cascade, robust, p["whitebox"]["autoattack"]["clean_runs"])
     # two clean runs in a row asked: the same seeds break the same images up to the first clean run, and the
     # reruns go on past it until two in a row broke none (each break counting)
     p["whitebox"]["autoattack"]["clean_runs"] = 2
@@ -467,7 +476,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert [r["broken"] for r in runs2[-2:]] == [0, 0] and len(runs2) > len(runs)
     assert not any(a["broken"] == b["broken"] == 0 for a, b in zip(runs2[:-2], runs2[1:-1])), runs2  # stops at once
     assert summary(robust2)["correct"] == runs2[-1]["left"] <= summary(robust)["correct"]
-    _reruns_agree_with_counts(sanity2["autoattack_rerun"], cascade2, robust2)
+    _reruns_agree_with_counts(sanity2["autoattack_rerun"], cascade2, robust2, 2)
     p["whitebox"]["autoattack"]["clean_runs"] = 1
     # one rerun fewer than that: every run broke some, and the number is an upper bound
     fewer = len(runs) - 2
@@ -477,7 +486,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert check["verdict"] == "FAIL" and "upper bound" in check["why"], check
     assert check["runs"] == runs[:fewer]  # the same seeds break the same images
     assert summary(robust)["correct"] == runs[fewer]["left"] > runs[-1]["left"]
-    _reruns_agree_with_counts(check, cascade, robust)
+    _reruns_agree_with_counts(check, cascade, robust, p["whitebox"]["autoattack"]["clean_runs"])
     # after the plus version (run here whatever the accuracy), the reruns are the configured version at the
     # configured budget (the standard one's four attacks, its FAB-T not run again), not plus again
     p["whitebox"]["autoattack"].update(plus_above=0.0, reruns=8)
@@ -486,7 +495,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert runs[0]["run"] == "plus" and runs[0]["broken"] > 0 and len(runs) > 2, runs
     assert [k.split(") ")[1] for k in cascade if "AutoAttack rerun 1 " in k] == [
         "APGD-CE", "APGD-T", "FAB-T" + NOT_AGAIN, "Square (gradient-free)"]
-    _reruns_agree_with_counts(sanity["autoattack_rerun"], cascade, robust)
+    _reruns_agree_with_counts(sanity["autoattack_rerun"], cascade, robust, p["whitebox"]["autoattack"]["clean_runs"])
     # none set, and no plus: nothing rechecked, n/a
     p["whitebox"]["autoattack"].update(plus_above=None, reruns=0)
     robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)

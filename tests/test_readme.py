@@ -108,9 +108,11 @@ def test_the_seeds_table_is_the_archives():
 
 def test_every_check_in_the_archive_follows_from_the_counts_beside_it():
     """The archive README shows, and the runs its seeds table summarises: each paired check's verdict is the one
-    its own counts give (n/a where nothing was left to break), and the convergence and Square checks count the
-    cascade's own images."""
-    from .test_evaluation import _agree_with_counts
+    its own counts give (n/a where nothing was left to break), the convergence and Square checks count the
+    cascade's own images, and so do the plus version and each reseeded AutoAttack run, whose check's verdict is
+    the one their counts give."""
+    from .test_evaluation import _reruns_agree_with_counts
+    from .test_pipeline import agree_with_counts
     shown = archive(results_section(), "README's Results section")
     metrics = sorted((shown / "metrics").glob("*/evaluate_*.json"))
     assert len(metrics) == 10, metrics  # five defences on two datasets
@@ -118,13 +120,16 @@ def test_every_check_in_the_archive_follows_from_the_counts_beside_it():
     assert len(seeds) == 3 and ROOT / seeds[0] == shown, seeds
     for run in seeds[1:]:
         found = sorted((ROOT / run / "metrics" / "mnist").glob("evaluate_*.json"))
-        assert found, f"{run}: the seeds table summarises it, yet it holds no evaluation"
+        assert len(found) == 5, f"{run}: the seeds table summarises it, yet it holds {len(found)} of 5 evaluations"
         metrics += found
     compared = 0
     for path in metrics:
         evaluation = json.loads(path.read_text())
         try:
-            _agree_with_counts(evaluation["sanity"], evaluation["whitebox_pgd_cascade"])
+            agree_with_counts(evaluation)
+            _reruns_agree_with_counts(evaluation["sanity"]["autoattack_rerun"], evaluation["whitebox_pgd_cascade"],
+                                      len(evaluation["whitebox_robust_index"]),
+                                      evaluation["attacks"]["whitebox"]["autoattack"]["clean_runs"])
         except AssertionError as error:
             raise AssertionError(f"{path.relative_to(ROOT)}: a verdict its counts do not give: {error}") from None
         compared += sum(check.get("left", 0) > 0 for check in evaluation["sanity"].values() if "broken" in check)
