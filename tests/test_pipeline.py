@@ -24,6 +24,7 @@ from featdefense.pipeline import STAGES, final_products
 
 from . import fixtures
 from .conftest import TINY, copy_project, env_for, process_in, set_param, sh
+from .test_evaluation import _reruns_agree_with_counts
 from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_the_truth, dvc_stale,
                     snakemake_jobs, stale_in_themselves)
 
@@ -306,7 +307,8 @@ def test_push_then_pull_keeps_what_is_current_and_names_what_is_stale(snakemake_
 
 def agree_with_counts(metrics: dict) -> None:
     """Each paired check's verdict follows from its counts; Square's check counts the cascade's Square step,
-    AutoAttack plus's the steps of its attacks; a defence that is its own grey-box attacker says n/a."""
+    AutoAttack plus's the steps of its attacks, each reseeded AutoAttack run its own (and the rerun check's
+    verdict follows from them); a defence that is its own grey-box attacker says n/a."""
     for name, check in metrics["sanity"].items():
         assert check["verdict"] in ("pass", "FAIL", "n/a"), (name, check)
         if "broken" in check:
@@ -336,6 +338,8 @@ def agree_with_counts(metrics: dict) -> None:
         assert check["verdict"] == "n/a"
     if metrics["defence"]["kind"] == "classifier" or metrics["defence"]["name"] == "unsecured":
         assert metrics["sanity"]["whitebox_not_above_greybox"]["verdict"] == "n/a"
+    _reruns_agree_with_counts(metrics["sanity"]["autoattack_rerun"], metrics["whitebox_pgd_cascade"],
+                              len(metrics["whitebox_robust_index"]), metrics["attacks"]["whitebox"]["autoattack"])
 
 
 def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(snakemake_copy):
