@@ -5,7 +5,7 @@ usage: python scripts/archive_run.py RUN_DIR NAME
 
 Copies the run's params.yaml, dvc.lock (hashes of every input, output and code file, and the params each
 stage read), metrics, report tables and figures, run records (the software that made each), and writes timings.md (wall-clock per stage from
-logs/timings.jsonl) and commit.txt (the last git commit of the code the run was made from).
+logs/timings.jsonl, naming the stages resumed from a checkpoint) and commit.txt (the last git commit of the code the run was made from).
 Into an existing archive it replaces those (`RUN_FILES`) and keeps what was added beside them (experiments/,
 seeds/, convergence/, the gaps report: regenerate the latter with `featdefense gaps results/NAME`).
 """
@@ -46,8 +46,11 @@ def main(run: Path, name: str, results: Path = Path(__file__).resolve().parent.p
     table = ["| stage | seconds |", "| --- | ---: |"] + [f"| {k} | {t['seconds']:.0f} |" for k, t in runs.items()]
     wall = max(t["finished"] for t in runs.values()) - min(t["finished"] - t["seconds"] for t in runs.values())
     total = sum(t["seconds"] for t in runs.values())
-    (out / "timings.md").write_text("\n".join(table) + f"\n\nsum of stage times {total / 60:.1f} min; wall clock "
-                                    f"from the first stage's start to the last one's end {wall / 60:.1f} min\n")
+    resumed = [f"{k} ({t['resumed']} piece(s) of its work read back)" for k, t in runs.items() if t.get("resumed")]
+    (out / "timings.md").write_text(
+        "\n".join(table) + f"\n\nsum of stage times {total / 60:.1f} min; wall clock from the first stage's start to "
+        f"the last one's end {wall / 60:.1f} min\n" + (f"\nresumed from a stopped run's checkpoint (its seconds are the "
+        f"resumed run's only; the stopped run's time is in the wall clock): {', '.join(resumed)}\n" if resumed else ""))
     print(f"archived {run} into {out}")
 
 

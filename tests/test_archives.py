@@ -60,3 +60,12 @@ def test_a_run_archived_again_replaces_its_own_files_and_keeps_what_was_added_be
     assert (results / "a/params.yaml").read_text() == "params.yaml of 0.9\n"
     assert (results / "a/experiments/x/experiment.yaml").read_text() == "title: x\n"
     assert "evaluate_madry@mnist | 2 |" in (results / "a/timings.md").read_text()
+    assert "resumed" not in (results / "a/timings.md").read_text()
+    # a stage resumed from a stopped run's checkpoint is named: its seconds are the resumed run's only
+    resumed = run(0.7)
+    with open(resumed / "logs/timings.jsonl", "a") as f:
+        f.write(json.dumps({"stage": "evaluate_hgd@mnist", "seconds": 3.0, "finished": 20.0, "resumed": 4}) + "\n")
+    archive_run.main(resumed, "b", results)
+    timings = (results / "b/timings.md").read_text()
+    assert "resumed from a stopped run's checkpoint" in timings and "evaluate_hgd@mnist (4 piece(s)" in timings
+    assert "evaluate_madry@mnist (" not in timings

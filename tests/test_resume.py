@@ -3,6 +3,7 @@ run never stopped; a checkpoint of another state, or one that cannot be read, is
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -86,6 +87,11 @@ def test_a_training_stage_says_where_it_resumed(snakemake_copy):
     killed(snakemake_copy, "train_target@mnist")
     resumed = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")
     assert "mnist target: resumed after epoch 2 of 4" in resumed.stderr
+    # the timings log (and so an archive's timings.md) says which run was resumed: its seconds are that run's only
+    timed = lambda: json.loads((snakemake_copy / "logs/timings.jsonl").read_text().splitlines()[-1])  # noqa: E731
+    assert timed()["stage"] == "train_target@mnist" and timed()["resumed"] == 1, timed()
+    sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")  # no checkpoint left
+    assert timed()["resumed"] == 0, timed()
 
 
 def test_the_schedulers_warning_stops_a_stage_at_its_next_save_and_the_rerun_resumes(snakemake_copy):

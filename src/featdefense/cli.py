@@ -42,6 +42,7 @@ def _run_stage(name: str, wildcards: dict[str, str], params_path: str, force: bo
     state = runs.state(stage, wildcards, full)
     made = None if force else runs.made_from(label, state)
     restored = bool(made) and runs.restore(made)
+    resumed = 0  # pieces of work read back from a stopped run's checkpoint
     if restored:
         log.info("stage %s: a recorded run made these outputs from the same code, inputs and params: "
                  "restored them, nothing recomputed", label)
@@ -51,18 +52,19 @@ def _run_stage(name: str, wildcards: dict[str, str], params_path: str, force: bo
         # its progress so far, if a run of this same state was stopped (removed once the record is written);
         # the signal a scheduler sends before a job's time limit stops it at its next save
         signal.signal(getattr(signal, f"SIG{STOP_SIGNAL}"), checkpoints.ask_to_stop)
-        with checkpoints.opened(label, checkpoints.key(state, environment(p.get("device")))):
+        with checkpoints.opened(label, checkpoints.key(state, environment(p.get("device")))) as ck:
             with audit.recording(label):  # only where FEATDEFENSE_AUDIT asks (the tests)
                 compute(p, inp, out, **wildcards, **stage.fixed)
             if not all(Path(f).exists() for f in out.values()):
                 raise FeatdefenseError(f"stage {label} finished without writing all of {sorted(out.values())}")
             runs.record(stage, wildcards, state, p.get("device"))
+        resumed = len(ck.resumed)
     seconds = time.time() - start
     log.info("stage %s done in %.1f s", label, seconds)
     TIMINGS.parent.mkdir(exist_ok=True)
     with open(TIMINGS, "a") as f:
         f.write(json.dumps({"stage": label, "seconds": round(seconds, 2), "finished": time.time(),
-                            "restored": restored}) + "\n")
+                            "restored": restored, "resumed": resumed}) + "\n")
 
 
 def apply_params(files: list[str], params_path: str) -> None:
