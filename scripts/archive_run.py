@@ -42,7 +42,8 @@ def main(run: Path, name: str, results: Path = Path(__file__).resolve().parent.p
     runs = {}
     for line in (run / "logs" / "timings.jsonl").read_text().splitlines():
         t = json.loads(line)
-        runs[t["stage"]] = t  # the last run of each stage is the one whose outputs stand
+        if not t.get("restored") or t["stage"] not in runs:  # the last run of each stage that computed its
+            runs[t["stage"]] = t  # outputs (a later restore copies them back in no time)
     table = ["| stage | seconds |", "| --- | ---: |"] + [f"| {k} | {t['seconds']:.0f} |" for k, t in runs.items()]
     wall = max(t["finished"] for t in runs.values()) - min(t["finished"] - t["seconds"] for t in runs.values())
     total = sum(t["seconds"] for t in runs.values())
@@ -50,7 +51,7 @@ def main(run: Path, name: str, results: Path = Path(__file__).resolve().parent.p
     (out / "timings.md").write_text(
         "\n".join(table) + f"\n\nsum of stage times {total / 60:.1f} min; wall clock from the first stage's start to "
         f"the last one's end {wall / 60:.1f} min\n" + (f"\nresumed from a stopped run's checkpoint (its seconds are the "
-        f"resumed run's only; the stopped run's time is in the wall clock): {', '.join(resumed)}\n" if resumed else ""))
+        f"resumed run's only): {', '.join(resumed)}\n" if resumed else ""))
     print(f"archived {run} into {out}")
 
 

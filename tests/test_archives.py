@@ -44,7 +44,7 @@ def test_a_run_archived_again_replaces_its_own_files_and_keeps_what_was_added_be
         (r / "data/metrics/mnist/evaluate_madry.json").write_text(json.dumps({"accuracy": accuracy}))
         (r / "logs").mkdir()
         (r / "logs/timings.jsonl").write_text(json.dumps({"stage": "evaluate_madry@mnist", "seconds": 2.0,
-                                                          "finished": 10.0}) + "\n")
+                                                          "finished": 10.0, "restored": False, "resumed": 0}) + "\n")
         for f in ("params.yaml", "dvc.lock"):
             (r / f).write_text(f"{f} of {accuracy}\n")
         return r
@@ -64,8 +64,13 @@ def test_a_run_archived_again_replaces_its_own_files_and_keeps_what_was_added_be
     # a stage resumed from a stopped run's checkpoint is named: its seconds are the resumed run's only
     resumed = run(0.7)
     with open(resumed / "logs/timings.jsonl", "a") as f:
-        f.write(json.dumps({"stage": "evaluate_hgd@mnist", "seconds": 3.0, "finished": 20.0, "resumed": 4}) + "\n")
+        f.write(json.dumps({"stage": "evaluate_hgd@mnist", "seconds": 3.0, "finished": 20.0, "restored": False,
+                            "resumed": 4}) + "\n")
+        # later restored from the run records (no time, nothing resumed): the computing run's line stands
+        f.write(json.dumps({"stage": "evaluate_hgd@mnist", "seconds": 0.1, "finished": 30.0, "restored": True,
+                            "resumed": 0}) + "\n")
     archive_run.main(resumed, "b", results)
     timings = (results / "b/timings.md").read_text()
     assert "resumed from a stopped run's checkpoint" in timings and "evaluate_hgd@mnist (4 piece(s)" in timings
     assert "evaluate_madry@mnist (" not in timings
+    assert "| evaluate_hgd@mnist | 3 |" in timings

@@ -18,6 +18,7 @@ from featdefense.targets.lenet import LeNet
 from featdefense.stages.evaluate import seeded, still_correct, whitebox
 
 from .conftest import PAPER
+from .counts import reruns_agree_with_counts
 
 
 def test_wilson_interval_against_hand_computed_values():
@@ -430,46 +431,6 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
         from_archives(runs + [fewer], "mnist", tmp_path / "x.md")
 
 
-def _reruns_agree_with_counts(check: dict, cascade: dict, robust: torch.Tensor | int, autoattack: dict) -> None:
-    """The reseeded AutoAttack runs (the plus version first, where it ran) against the cascade's own counts:
-    each run's steps in a row, the images before its first step and after its last; each run on what the one
-    before it left; no rerun step in the cascade that no run names; the last count the robust images'. And what
-    the runs' counts say of the rule (`whitebox.autoattack`: `clean_runs` runs in a row breaking none, at most
-    `reruns` reruns): none where AutoAttack, the reruns or the images were missing; no run after they settled;
-    pass where the last `clean_runs` broke none, FAIL where not (only after every rerun allowed), n/a where no
-    image was left."""
-    names, counts = list(cascade), [line["correct"] for line in cascade.values()]
-    runs, clean = check["runs"], autoattack["clean_runs"]
-    named = set()
-    for run in runs:
-        steps = [i for i, k in enumerate(names) if f"AutoAttack {run['run']} (seed {run['seed']}) " in k
-                 or run["run"] == "plus" and "AutoAttack plus " in k]
-        assert steps, (run, "no cascade step of this run")
-        if run["run"] != "plus" and autoattack["version"] == "standard":
-            assert len(steps) == 4, (run, names)  # the standard version's four attacks (FAB-T's not run again)
-        assert steps == list(range(steps[0], steps[-1] + 1)), (run, names)  # one run's steps in a row
-        assert run["left"] == counts[steps[0] - 1] and run["broken"] == counts[steps[0] - 1] - counts[steps[-1]], run
-        named.update(steps)
-    assert {i for i, k in enumerate(names) if "AutoAttack rerun " in k} <= named, "a rerun step no run names"
-    for before, after in zip(runs, runs[1:]):
-        assert after["left"] == before["left"] - before["broken"], (before, after)
-    assert counts[-1] == (robust if isinstance(robust, int) else summary(robust)["correct"])
-
-    def settled(done: list) -> bool:
-        return len(done) >= clean and not any(r["broken"] for r in done[-clean:])
-
-    if not runs:
-        assert autoattack["version"] == "none" or not autoattack["reruns"] or counts[-1] == 0, check
-        assert check["verdict"] == "n/a", check
-        return
-    for k in range(1, len(runs)):  # a run only where those before it had not settled and left images
-        assert not settled(runs[:k]) and runs[k - 1]["left"] > runs[k - 1]["broken"], (k, runs)
-    expected = "n/a" if counts[-1] == 0 else "pass" if settled(runs) else "FAIL"
-    if expected == "FAIL":  # cut short: not every rerun allowed was run
-        assert sum(r["run"] != "plus" for r in runs) == autoattack["reruns"], runs
-    assert check["verdict"] == expected, (expected, check)
-
-
 def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     # the masked defence at 0.25: each Square run, seeded anew, finds a few more of the images whose dark
     # pixels it can flip; ten blank (all-bright) images it cannot change at all. Reruns break the lucky ones
@@ -487,7 +448,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert check["verdict"] == "pass" and len(runs) > 2, check
     assert runs[-1]["broken"] == 0 and all(r["broken"] > 0 for r in runs[:-1]), runs  # it stops at the first
     assert summary(robust)["correct"] == runs[-1]["left"] and robust[-10:].all()  # the blank images among them
-    _reruns_agree_with_counts(check, cascade, robust, p["whitebox"]["autoattack"])
+    reruns_agree_with_counts(check, cascade, robust, p["whitebox"]["autoattack"])
     # two clean runs in a row asked: the same seeds break the same images up to the first clean run, and the
     # reruns go on past it until two in a row broke none (each break counting)
     p["whitebox"]["autoattack"]["clean_runs"] = 2
@@ -497,7 +458,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert [r["broken"] for r in runs2[-2:]] == [0, 0] and len(runs2) > len(runs)
     assert not any(a["broken"] == b["broken"] == 0 for a, b in zip(runs2[:-2], runs2[1:-1])), runs2  # stops at once
     assert summary(robust2)["correct"] == runs2[-1]["left"] <= summary(robust)["correct"]
-    _reruns_agree_with_counts(sanity2["autoattack_rerun"], cascade2, robust2, p["whitebox"]["autoattack"])
+    reruns_agree_with_counts(sanity2["autoattack_rerun"], cascade2, robust2, p["whitebox"]["autoattack"])
     p["whitebox"]["autoattack"]["clean_runs"] = 1
     # one rerun fewer than that: every run broke some, and the number is an upper bound
     fewer = len(runs) - 2
@@ -507,7 +468,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert check["verdict"] == "FAIL" and "upper bound" in check["why"], check
     assert check["runs"] == runs[:fewer]  # the same seeds break the same images
     assert summary(robust)["correct"] == runs[fewer]["left"] > runs[-1]["left"]
-    _reruns_agree_with_counts(check, cascade, robust, p["whitebox"]["autoattack"])
+    reruns_agree_with_counts(check, cascade, robust, p["whitebox"]["autoattack"])
     # after the plus version (run here whatever the accuracy), the reruns are the configured version at the
     # configured budget (the standard one's four attacks, its FAB-T not run again), not plus again
     p["whitebox"]["autoattack"].update(plus_above=0.0, reruns=8)
@@ -516,7 +477,7 @@ def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):
     assert runs[0]["run"] == "plus" and runs[0]["broken"] > 0 and len(runs) > 2, runs
     assert [k.split(") ")[1] for k in cascade if "AutoAttack rerun 1 " in k] == [
         "APGD-CE", "APGD-T", "FAB-T" + NOT_AGAIN, "Square (gradient-free)"]
-    _reruns_agree_with_counts(sanity["autoattack_rerun"], cascade, robust, p["whitebox"]["autoattack"])
+    reruns_agree_with_counts(sanity["autoattack_rerun"], cascade, robust, p["whitebox"]["autoattack"])
     # none set, and no plus: nothing rechecked, n/a
     p["whitebox"]["autoattack"].update(plus_above=None, reruns=0)
     robust, cascade, curve, sanity = _evaluate(masked, x, y, p, masked(x).argmax(1) == y)

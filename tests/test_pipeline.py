@@ -24,7 +24,7 @@ from featdefense.pipeline import STAGES, final_products
 
 from . import fixtures
 from .conftest import TINY, copy_project, env_for, process_in, set_param, sh
-from .test_evaluation import _reruns_agree_with_counts
+from .counts import agree_with_counts
 from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_the_truth, dvc_stale,
                     snakemake_jobs, stale_in_themselves)
 
@@ -303,43 +303,6 @@ def test_push_then_pull_keeps_what_is_current_and_names_what_is_stale(snakemake_
     assert not (second / "data/models/mnist/denoiser.pt").exists()  # in DVC's cache, not taken as current
     assert (second / "dvc.lock").read_bytes() == lock
     assert check_engines_agree(second) == both("train_denoiser", "evaluate_ours", "report")
-
-
-def agree_with_counts(metrics: dict) -> None:
-    """Each paired check's verdict follows from its counts; Square's check counts the cascade's Square step,
-    AutoAttack plus's the steps of its attacks, each reseeded AutoAttack run its own (and the rerun check's
-    verdict follows from them); a defence that is its own grey-box attacker says n/a."""
-    for name, check in metrics["sanity"].items():
-        assert check["verdict"] in ("pass", "FAIL", "n/a"), (name, check)
-        if "broken" in check:
-            assert check["verdict"] == ("n/a" if check["left"] == 0 else
-                                        "FAIL" if check["broken"] > check["tolerated"] else "pass"), (name, check)
-    sanity, tol = metrics["sanity"], metrics["attacks"]["sanity"]["tolerance"]
-    converged = sanity["converged"]
-    assert converged["left"] == converged["pgd"]["correct"], converged  # the reference's own count
-    assert converged["broken"] == converged["pgd"]["correct"] - converged["stronger"]["correct"], converged
-    assert converged["tolerated"] == max(tol["images"], int(tol["share"] * converged["pgd"]["images"]))
-    grey = sanity["whitebox_not_above_greybox"]
-    if "broken" in grey:
-        assert grey["left"] == converged["stronger"]["correct"] == grey["whitebox"]["correct"], grey
-    cascade = list(metrics["whitebox_pgd_cascade"].items())
-    square = [i for i, (k, _) in enumerate(cascade) if k.endswith("AutoAttack Square (gradient-free)")]
-    check = metrics["sanity"]["gradient_free_not_stronger"]
-    if square:
-        (i,) = square
-        assert check["left"] == cascade[i - 1][1]["correct"], check
-        assert check["broken"] == cascade[i - 1][1]["correct"] - cascade[i][1]["correct"], check
-    plus = [i for i, (k, _) in enumerate(cascade) if "AutoAttack plus" in k]
-    check = metrics["sanity"]["autoattack_plus"]
-    if plus:
-        assert check["left"] == cascade[plus[0] - 1][1]["correct"] and \
-            check["broken"] == cascade[plus[0] - 1][1]["correct"] - cascade[plus[-1]][1]["correct"], check
-    else:
-        assert check["verdict"] == "n/a"
-    if metrics["defence"]["kind"] == "classifier" or metrics["defence"]["name"] == "unsecured":
-        assert metrics["sanity"]["whitebox_not_above_greybox"]["verdict"] == "n/a"
-    _reruns_agree_with_counts(metrics["sanity"]["autoattack_rerun"], metrics["whitebox_pgd_cascade"],
-                              len(metrics["whitebox_robust_index"]), metrics["attacks"]["whitebox"]["autoattack"])
 
 
 def test_lineage_traces_a_metric_back_to_the_downloaded_files_and_the_software(snakemake_copy):

@@ -111,7 +111,7 @@ def test_every_check_in_the_archive_follows_from_the_counts_beside_it():
     its own counts give (n/a where nothing was left to break), the convergence and Square checks count the
     cascade's own images, and so do the plus version and each reseeded AutoAttack run, whose check's verdict is
     the one their counts give."""
-    from .test_pipeline import agree_with_counts
+    from .counts import agree_with_counts
     shown = archive(results_section(), "README's Results section")
     metrics = sorted((shown / "metrics").glob("*/evaluate_*.json"))
     assert len(metrics) == 10, metrics  # five defences on two datasets

@@ -79,6 +79,8 @@ def test_a_stage_killed_mid_run_resumes_to_the_bytes_of_a_run_never_stopped(snak
 
     resumed = sh(snakemake_copy, "featdefense", *STAGES[instance][0], "--force")
     assert "resuming from its checkpoint" in resumed.stderr
+    timed = json.loads((snakemake_copy / "logs/timings.jsonl").read_text().splitlines()[-1])
+    assert timed["stage"] == instance and timed["resumed"] > 0, timed  # and so an archive's timings.md says
     assert outputs(snakemake_copy, instance) == uninterrupted
     assert not (snakemake_copy / checkpoints.ROOT / instance).exists(), "the checkpoint outlived its stage"
 
