@@ -66,6 +66,11 @@ def killed(project: Path, instance: str) -> None:
     assert list((project / checkpoints.ROOT / instance).glob("*/*.pt")), "the killed run left no checkpoint"
 
 
+def last_timing(project: Path) -> dict:
+    """The timings log's last line: the stage run that just ended (an archive's timings.md is made from them)."""
+    return json.loads((project / "logs/timings.jsonl").read_text().splitlines()[-1])
+
+
 @pytest.mark.parametrize("instance", list(STAGES))
 def test_a_stage_killed_mid_run_resumes_to_the_bytes_of_a_run_never_stopped(snakemake_copy, instance):
     if instance == "train_madry@mnist":  # two epochs, so that it can stop between them
@@ -79,7 +84,7 @@ def test_a_stage_killed_mid_run_resumes_to_the_bytes_of_a_run_never_stopped(snak
 
     resumed = sh(snakemake_copy, "featdefense", *STAGES[instance][0], "--force")
     assert "resuming from its checkpoint" in resumed.stderr
-    timed = json.loads((snakemake_copy / "logs/timings.jsonl").read_text().splitlines()[-1])
+    timed = last_timing(snakemake_copy)
     assert timed["stage"] == instance and timed["resumed"] > 0, timed  # and so an archive's timings.md says
     assert outputs(snakemake_copy, instance) == uninterrupted
     assert not (snakemake_copy / checkpoints.ROOT / instance).exists(), "the checkpoint outlived its stage"
@@ -90,10 +95,10 @@ def test_a_training_stage_says_where_it_resumed(snakemake_copy):
     resumed = sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")
     assert "mnist target: resumed after epoch 2 of 4" in resumed.stderr
     # the timings log (and so an archive's timings.md) says which run was resumed: its seconds are that run's only
-    timed = lambda: json.loads((snakemake_copy / "logs/timings.jsonl").read_text().splitlines()[-1])  # noqa: E731
-    assert timed()["stage"] == "train_target@mnist" and timed()["resumed"] == 1, timed()
+    timed = last_timing(snakemake_copy)
+    assert timed["stage"] == "train_target@mnist" and timed["resumed"] == 1, timed  # one piece: the epochs
     sh(snakemake_copy, "featdefense", "run", "train_target", "--dataset", "mnist", "--force")  # no checkpoint left
-    assert timed()["resumed"] == 0, timed()
+    assert last_timing(snakemake_copy)["resumed"] == 0, last_timing(snakemake_copy)
 
 
 def test_the_schedulers_warning_stops_a_stage_at_its_next_save_and_the_rerun_resumes(snakemake_copy):
