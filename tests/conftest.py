@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,8 +96,28 @@ def env_for(project: Path) -> dict:
             "PYTHONPATH": str(project / "src"), "DVC_NO_ANALYTICS": "1"}
 
 
-def sh(project: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(cmd), cwd=project, env=env_for(project), capture_output=True, text=True)
+SH_TIMEOUT = 600  # seconds a command a test starts may run (the slowest, `featdefense seeds`, about 3 minutes)
+
+
+def sh(project: Path, *cmd: str, check: bool = True, timeout: float = SH_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run a command in `project` as a user would, its output to files (a daemon it leaves behind holding its
+    stdout, e.g. a DVC queue worker, cannot keep the test waiting on a pipe) and in a session of its own, which
+    is killed whole when the command runs past `timeout`: the test then fails naming it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(list(cmd), cwd=project, env=env_for(project), stdout=out, stderr=err, text=True,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            out.seek(0)
+            err.seek(0)
+            raise AssertionError(f"{' '.join(cmd)} ran past {timeout} s: killed with its process group\n"
+                                 f"{out.read()[-4000:]}\n{err.read()[-4000:]}") from None
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(list(cmd), code, out.read(), err.read())
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -153,10 +175,16 @@ class Builds:
             subprocess.Popen(["bash", "-c", f"{self.COMMANDS[engine]} > {log} 2>&1; echo $? > {status}.tmp; "
                                             f"mv {status}.tmp {status}"], cwd=project, env=env)
 
+    DEADLINE = 840  # seconds a test waits for the builds (under pytest-timeout's 900 s, to say why)
+
     def wait(self) -> dict[str, Path]:
+        deadline = time.monotonic() + self.DEADLINE
         for engine in self.projects:
             status = self.base / f"{engine}-build.status"
             while not status.exists():
+                if time.monotonic() > deadline:
+                    log = (self.base / f"{engine}-build.log").read_text()[-4000:]
+                    raise AssertionError(f"the {engine} build is not done after {self.DEADLINE} s:\n{log}")
                 time.sleep(0.5)
             assert status.read_text().strip() == "0", \
                 f"the {engine} build failed:\n{(self.base / f'{engine}-build.log').read_text()}"
