@@ -9,6 +9,26 @@ import torch
 from featdefense.accuracy import summary
 
 
+def tolerated(name: str, check: dict, metrics: dict) -> int:
+    """The images a paired check tolerates by the rule its params name: a share of the images it ran on
+    (`min_images` beside it), or before that rule, max(images, share x the test images its kind of check
+    looked at: the costly checks' first sanity.test_size, the cascade's all)."""
+    tol = metrics["attacks"]["sanity"]["tolerance"]
+    if "min_images" in tol:
+        return max(int(tol["share"] * check["left"]), 1) if check["left"] >= tol["min_images"] else 0
+    costly = metrics["sanity"]["converged"]["pgd"]["images"]
+    images = costly if name in ("converged", "whitebox_not_above_greybox") else metrics["data"]["test_images"]
+    return max(tol["images"], int(tol["share"] * images))
+
+
+def verdict(check: dict, tol: dict) -> str:
+    """A paired check's verdict from its counts, by the rule its params name."""
+    if check["broken"] > check["tolerated"]:
+        return "FAIL"
+    least = tol.get("min_images", 1)
+    return "pass" if check["left"] >= least else "n/a"
+
+
 def agree_with_counts(metrics: dict) -> None:
     """Each paired check's verdict follows from its counts; Square's check counts the cascade's Square step,
     AutoAttack plus's the steps of its attacks, each reseeded AutoAttack run its own (and the rerun check's
@@ -16,17 +36,31 @@ def agree_with_counts(metrics: dict) -> None:
     for name, check in metrics["sanity"].items():
         assert check["verdict"] in ("pass", "FAIL", "n/a"), (name, check)
         if "broken" in check:
-            assert check["verdict"] == ("n/a" if check["left"] == 0 else
-                                        "FAIL" if check["broken"] > check["tolerated"] else "pass"), (name, check)
-    sanity, tol = metrics["sanity"], metrics["attacks"]["sanity"]["tolerance"]
+            assert check["verdict"] == verdict(check, metrics["attacks"]["sanity"]["tolerance"]), (name, check)
+    sanity = metrics["sanity"]
     converged = sanity["converged"]
     assert converged["left"] == converged["pgd"]["correct"], converged  # the reference's own count
     assert converged["broken"] == converged["pgd"]["correct"] - converged["stronger"]["correct"], converged
-    assert converged["tolerated"] == max(tol["images"], int(tol["share"] * converged["pgd"]["images"]))
+    for name, check in sanity.items():
+        if "tolerated" in check:
+            assert check["tolerated"] == tolerated(name, check, metrics), (name, check)
+    cascade = list(metrics["whitebox_pgd_cascade"].items())
+    if "robust" in metrics:  # right clean and attacked: at most either, and PGD's the cascade's first step
+        for attack, line in metrics["robust"].items():
+            assert line["correct"] <= min(metrics["intervals"]["clean"]["correct"],
+                                          metrics["intervals"][attack]["correct"]), (attack, line)
+        assert metrics["robust"]["clean"] == metrics["intervals"]["clean"]
+        assert metrics["robust"]["pgd"]["correct"] == cascade[0][1]["correct"], cascade[0]
+    single = sanity.get("single_step_not_masked", {})
+    if "iterative_broke" in single:  # the masking check's verdict from its counts and its params
+        rule = metrics["attacks"]["sanity"]["single_step"]
+        n, missed = single["iterative_broke"], single["single_step_left"]
+        assert 0 <= missed <= n <= converged["pgd"]["images"] - converged["pgd"]["correct"], single
+        assert single["verdict"] == ("n/a" if n < rule["min_images"] else
+                                     "FAIL" if missed > rule["max_missed"] * n else "pass"), single
     grey = sanity["whitebox_not_above_greybox"]
     if "broken" in grey:
         assert grey["left"] == converged["stronger"]["correct"] == grey["whitebox"]["correct"], grey
-    cascade = list(metrics["whitebox_pgd_cascade"].items())
     square = [i for i, (k, _) in enumerate(cascade) if k.endswith("AutoAttack Square (gradient-free)")]
     check = metrics["sanity"]["gradient_free_not_stronger"]
     if square:

@@ -193,3 +193,24 @@ def test_the_attack_loss_is_cross_entropy():
     (g1,) = torch.autograd.grad(ours, logits)
     (g2,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), logits)
     assert torch.allclose(g1, g2, atol=1e-6)
+
+
+def test_the_test_images_are_drawn_apart_from_the_training_seed():
+    import copy
+
+    import numpy as np
+
+    from featdefense.stages.attack import sample_seed
+    from featdefense.training import subset
+
+    from .conftest import PAPER
+
+    p = copy.deepcopy(PAPER)
+    p["attack"].update(train_size=100, test_size=100)
+    other = {**p, "seed": p["seed"] + 1}
+    drawn = lambda p, split: subset(10000, 100, sample_seed(p, split))  # noqa: E731
+    assert np.array_equal(drawn(p, "test"), drawn(other, "test"))  # every training seed: the same test images
+    assert not np.array_equal(drawn(p, "train"), drawn(other, "train"))  # its train images are training's
+    resampled = copy.deepcopy(p)
+    resampled["attack"]["test_sample_seed"] += 1
+    assert not np.array_equal(drawn(p, "test"), drawn(resampled, "test"))  # the test sample is its own param

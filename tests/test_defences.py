@@ -103,7 +103,8 @@ def tiny_inputs(tmp_path_factory):
     for name in ("fgsm", "pgd"):
         spec = {"fgsm": {"epsilon": 0.2},
                 "pgd": {"epsilon": 0.2, "steps": 5, "step_size": 0.1, "random_start": True}}[name]
-        attack.run({**RUN, "attack": {"train_size": None, "test_size": None, "batch_size": 100, name: spec}},
+        attack.run({**RUN, "attack": {"train_size": None, "test_size": None, "test_sample_seed": 1, "batch_size": 100,
+                                      name: spec}},
                    {"prepared": paths["prepared"], "target": paths["target"]}, {"adversarial": paths[name]},
                    "mnist", name)
     return paths

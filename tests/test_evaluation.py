@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from featdefense.accuracy import degenerate, summary, wilson
+from featdefense.attacks.fgsm import FGSM
 from featdefense.attacks.pgd import PGD
-from featdefense.attacks.autoattack import AutoAttack
+from featdefense.attacks.autoattack import AutoAttack, OwnLoss
 from featdefense.targets.lenet import LeNet
 from featdefense.stages.evaluate import seeded, still_correct, whitebox
 
 from .conftest import PAPER
-from .counts import reruns_agree_with_counts
+from .counts import reruns_agree_with_counts, verdict
 
 
 def test_wilson_interval_against_hand_computed_values():
@@ -120,7 +121,8 @@ def _evaluate(model, x, y, p, grey_pgd: torch.Tensor, same_threat: bool = False,
     """The white-box evaluation of `model`; `reference`: the undefended target (None: model is the target)."""
     predictions = model(x).argmax(1)
     clean = predictions == y
-    correct = {"clean": clean, "fgsm": clean, "pgd": grey_pgd, "whitebox_fgsm": clean}
+    fgsm = model(FGSM(model, epsilon=p["attack"]["fgsm"]["epsilon"])(x, y)).argmax(1) == y  # white-box
+    correct = {"clean": clean, "fgsm": clean, "pgd": grey_pgd, "whitebox_fgsm": clean & fgsm}
     return whitebox(model, x, y, predictions, correct, p, "cpu", seeded(0, "cpu"), "test", None, same_threat,
                     None if reference is None else reference(x).argmax(1) == y, classes=10)
 
@@ -140,8 +142,7 @@ def _agree_with_counts(sanity: dict, cascade: dict) -> None:
     step: the images before Square minus those after it."""
     for name, check in sanity.items():
         if "broken" in check:
-            expected = "n/a" if check["left"] == 0 else "FAIL" if check["broken"] > check["tolerated"] else "pass"
-            assert check["verdict"] == expected, (name, check)
+            assert check["verdict"] == verdict(check, PAPER["sanity"]["tolerance"]), (name, check)
     converged = sanity["converged"]  # against the two attacks' own counts, not the check's
     assert converged["left"] == converged["pgd"]["correct"]
     assert converged["broken"] == converged["pgd"]["correct"] - converged["stronger"]["correct"]
@@ -161,7 +162,7 @@ def test_checks_pass_on_the_plain_target_where_their_premise_holds(target):
     robust, cascade, curve, sanity = _evaluate(target, x, y, _params(0.03, steps=40), _grey(target, target, x, y, 0.03))
     assert set(sanity) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget", "converged",
                            "whitebox_not_above_greybox", "autoattack_plus", "autoattack_rerun", "gradient_free_not_stronger",
-                           "autoattack_checks"}
+                           "autoattack_checks", "single_step_not_masked"}
     # the target itself: no defence whose clean accuracy could be lost; no plus (plus_above unset)
     assert _verdicts(sanity) == {**{k: "pass" for k in sanity}, "autoattack_plus": "n/a", "autoattack_rerun": "n/a",
                                  "keeps_clean_accuracy": "n/a"}, sanity
@@ -180,7 +181,8 @@ def test_every_check_fails_on_a_masked_defence_with_the_counts_that_fail_it(targ
                                                reference=target)
     assert sanity["keeps_clean_accuracy"]["verdict"] == "pass"
     failed = {k for k, v in sanity.items() if v["verdict"] == "FAIL"}
-    assert failed == {"unbounded_budget", "converged", "whitebox_not_above_greybox"}, sanity
+    # its gradient is zero at every image and a step away alike: FGSM moves nothing, PGD's random start breaks some
+    assert failed == {"unbounded_budget", "converged", "whitebox_not_above_greybox", "single_step_not_masked"}, sanity
     assert sanity["gradient_free_not_stronger"]["verdict"] == "n/a"  # grey-box PGD left Square nothing
     assert sanity["autoattack_checks"]["checks"]["square_sr"]["verdict"] == "n/a"  # nor the library's check
     _agree_with_counts(sanity, cascade)
@@ -195,6 +197,48 @@ def test_every_check_fails_on_a_masked_defence_with_the_counts_that_fail_it(targ
     assert "zero gradient" in library["checks"]["zero_gradients"]["said"][0]
     assert library["checks"]["randomized"]["verdict"] == "pass"
     _agree_with_counts(sanity, cascade)
+
+
+class _FlatAtImages(nn.Module):
+    """A defence whose gradient vanishes at the test images and nowhere else: r + 25 (x - r)^3 with r the
+    nearest of the templates' grey levels (0.4 apart), continuous and monotone, its slope 75 (x - r)^2 zero
+    exactly at the images' pixels and up to 3 between them. FGSM steps along the sign of a zero gradient
+    (nowhere); PGD's random start lands where the gradient is not zero."""
+
+    def forward(self, x):
+        r = 0.4 + 0.4 * torch.round((x - 0.4) / 0.4)
+        return r + 25 * (x - r) ** 3
+
+
+def test_single_step_masking_is_flagged_where_fgsms_gradient_vanishes_and_pgds_does_not(target):
+    x, y = _templates(100, seed=2)
+    flat = nn.Sequential(_FlatAtImages(), target).eval()
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(nn.functional.cross_entropy(flat(xg), y), xg)
+    assert torch.count_nonzero(g) == 0  # the premise: no gradient at the images themselves
+    p = _params(0.2)
+    p["whitebox"]["autoattack"]["version"] = "none"
+    _, _, _, sanity = _evaluate(flat, x, y, p, flat(x).argmax(1) == y, reference=target)
+    check = sanity["single_step_not_masked"]
+    assert check["verdict"] == "FAIL" and check["single_step_left"] == check["iterative_broke"] >= 10, check
+    _, _, _, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.2), same_threat=True)
+    check = sanity["single_step_not_masked"]  # the plain target at the same budget: FGSM breaks most of PGD's
+    assert check["verdict"] == "pass" and check["single_step_left"] <= 0.5 * check["iterative_broke"], check
+
+
+def test_a_paired_check_cannot_pass_where_the_stronger_attack_broke_a_large_share():
+    from featdefense.accuracy import nested
+
+    def check(left: int, broken: int) -> dict:
+        reference = torch.ones(left, dtype=torch.bool)
+        return nested(reference, torch.arange(left) >= broken, share=0.002, min_images=50)
+
+    assert [check(n, 1)["verdict"] for n in (1, 2, 4, 49)] == ["FAIL"] * 4  # one image below min_images
+    assert [check(n, 0)["verdict"] for n in (1, 2, 49)] == ["n/a"] * 3  # a clean run on too few: no pass
+    assert check(0, 0)["verdict"] == "n/a" and check(50, 0)["verdict"] == "pass"
+    assert check(50, 1)["verdict"] == "pass" and check(50, 2)["verdict"] == "FAIL"  # one image tolerated from 50
+    assert check(1000, 2)["verdict"] == "pass" and check(1000, 3)["verdict"] == "FAIL"  # 0.2% of what it ran on
+    assert check(1000, 2)["tolerated"] == 2 and check(812, 2)["tolerated"] == 1
 
 
 def test_too_few_steps_fail_the_convergence_check(target):
@@ -271,7 +315,7 @@ def test_autoattack_plus_runs_where_the_attacks_did_not_converge_whatever_the_ac
     robust, cascade, curve, sanity = _evaluate(target, x, y, p, _grey(target, target, x, y, 0.04), same_threat=True)
     assert sanity["converged"]["verdict"] == "FAIL", sanity["converged"]
     check = sanity["autoattack_plus"]
-    assert check["verdict"] != "n/a" and "run because converged" in check["why"], check
+    assert "run because converged" in check["why"] and check["left"] > 0, check  # run (n/a: too few to pass)
     assert any("AutoAttack plus" in k for k in cascade)
     _agree_with_counts(sanity, cascade)
     # the plain target's passing configuration: the attacks converged, the accuracy stays under plus_above, and
@@ -334,7 +378,9 @@ def _fresh_library_cascade(model, x, y, epsilon, iterations, queries):
 
     common = dict(eps=epsilon, norm="Linf", seed=0, device="cpu", verbose=False)
     attacks = {
-        "apgd-ce": APGDAttack(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75, **common),
+        # APGD-CE on the project's cross-entropy (OwnLoss), the library's class built with the budget
+        "apgd-ce": APGDAttack(OwnLoss(model), n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
+                              is_tf_model=True, **common),
         "apgd-t": APGDAttack_targeted(model, n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75,
                                       n_target_classes=9, **common),
         "fab-t": FABAttack_PT(model, n_restarts=1, n_iter=iterations, targeted=True, n_target_classes=9, **common),
@@ -347,6 +393,29 @@ def _fresh_library_cascade(model, x, y, epsilon, iterations, queries):
         found[name] = attack.perturb(x[i], y[i])
         robust[i] = model(found[name]).argmax(1) == y[i]
     return found, robust
+
+
+class _Saturated(nn.Module):
+    """Two classes: class 0's logit 45 + 400 (m - 0.5) with m the image's mean brightness, class 1's 0. At
+    m = 0.5 class 0 wins by 45 logits, where float32 cross-entropy's true-class gradient p_0 - 1 is 0 exactly
+    and class 1's logit has none; darkening by 0.2 (m = 0.3) makes it class 1."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([45 + 400 * (m - 0.5), torch.zeros_like(m)], dim=1)
+
+
+def test_apgd_ce_runs_on_a_cross_entropy_that_keeps_its_gradient_on_a_saturated_model():
+    model, x = _Saturated(), torch.full((8, 1, 28, 28), 0.5)
+    y = torch.zeros(8, dtype=torch.long)
+    aa = AutoAttack(model, epsilon=0.2, classes=2, seed=0, iterations=10)
+    library = aa.library.apgd  # the library's own APGD-CE: F.cross_entropy in float32
+    library.loss = "ce"
+    assert (model(library.perturb(x, y)).argmax(1) == y).all()  # the premise: it moves no image
+    _, apgd_ce = aa.attack("apgd-ce")
+    adv = apgd_ce(x, y)
+    assert (adv - x).abs().max() <= 0.2 + 1e-6
+    assert (model(adv).argmax(1) == 1).all()  # ours breaks every one
 
 
 def test_autoattack_at_a_reduced_budget_is_the_library_built_for_that_budget(target):
@@ -380,7 +449,13 @@ def test_seeds_are_summarised_by_mean_and_sample_sd():
             [(0, 0.8), (1, 0.9), (2, 1.0)]}
     table = aggregate(runs)
     assert table["Madry"]["pgd"]["seeds"] == [0.8, 0.9, 1.0] and table["Madry"]["degenerate_in"] == [2]
-    assert "| Madry | 90.0 ± 10.0 |" in markdown("mnist", [0, 1, 2], table, 100)
+    assert "| Madry | 90.0 ± 10.0 |" in markdown("mnist", [0, 1, 2], table, 100, None)
+    assert "robust_pgd" not in table["Madry"]  # evaluations without robust accuracy: none shown
+    for seed, v in [(0, 0.7), (1, 0.8), (2, 0.9)]:  # right clean and attacked, each seed
+        runs[seed]["Madry"]["robust"] = {a: {"accuracy": v} for a in ("clean", "fgsm", "pgd")}
+    table = aggregate(runs)
+    assert table["Madry"]["robust_pgd"]["seeds"] == [0.7, 0.8, 0.9]
+    assert "robust pgd" in markdown("mnist", [0, 1, 2], table, 100, True).splitlines()[2]
 
 
 def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
@@ -429,6 +504,20 @@ def test_seeds_from_archived_runs_must_differ_only_in_the_seed(tmp_path):
         f.write_text(f.read_text().replace('"test_images": 10', '"test_images": 20'))
     with pytest.raises(ValueError, match=r"different numbers of test images: \[10, 20\]"):
         from_archives(runs + [fewer], "mnist", tmp_path / "x.md")
+    # whether the seeds share their test images: the evaluations' own fingerprint of them
+    said = lambda out: json.loads(out.with_suffix(".json").read_text())["same_test_images"]  # noqa: E731
+    assert said(from_archives(runs, "mnist", tmp_path / "s.md")) is None  # not recorded: not claimed
+    for d, sha in zip(runs, ("1" * 64, "1" * 64, "2" * 64)):
+        for f in (d / "metrics/mnist").glob("*.json"):
+            f.write_text(f.read_text().replace('"test_images": 10', f'"test_images": 10, "test_index_sha256": "{sha}"'))
+    assert said(from_archives(runs, "mnist", tmp_path / "s.md")) is False
+    assert said(from_archives(runs[:2], "mnist", tmp_path / "s.md")) is True
+    assert "Every seed is evaluated on the same test images" in (tmp_path / "s.md").read_text()
+    # runs that predate test_sample_seed, with a test subset: drawn from each training seed
+    old = dict(copy.deepcopy(PAPER)["attack"], test_size=100)
+    del old["test_sample_seed"]
+    olds = [archive(f"old{s}", s, 0.8, attack=old) for s in (0, 1)]
+    assert said(from_archives(olds, "mnist", tmp_path / "o.md")) is False
 
 
 def test_autoattack_reruns_with_new_seeds_until_a_run_breaks_none(target):

@@ -3,7 +3,8 @@ import json
 
 import yaml
 
-from featdefense.gaps import Value, against_paper, ceiling_sentence, relation, trains_sentence, trend, write
+from featdefense.gaps import (Value, against_paper, ceiling_sentence, relation, robust_value, trains_sentence, trend,
+                              write)
 from featdefense.stages.report import paper_results
 
 
@@ -13,9 +14,11 @@ def _v(label, acc, half=0.02):
 
 def test_a_trend_counts_only_steps_beyond_the_intervals():
     assert trend([_v(1, .10), _v(3, .20), _v(10, .30)], "e") == "rises with e"
-    assert trend([_v(1, .10), _v(3, .20), _v(10, .21)], "e") == "rises with e, then levels off"
+    # one step within the intervals at the end is no shape; two in a row are
+    assert trend([_v(1, .10), _v(3, .20), _v(10, .21)], "e") == "rises with e, then shows no difference from 3 to 10"
+    assert trend([_v(1, .10), _v(3, .20), _v(10, .21), _v(20, .20)], "e") == "rises with e, then levels off"
     assert trend([_v(1, .30), _v(3, .10)], "e") == "falls with e"
-    assert trend([_v(1, .10), _v(3, .12), _v(10, .11)], "e") == "does not move beyond its intervals with e"
+    assert trend([_v(1, .10), _v(3, .12), _v(10, .11)], "e") == "shows no difference beyond its intervals with e"
     assert trend([_v(1, .10), _v(3, .30), _v(10, .10)], "e") == "moves both ways with e"
     assert trend([_v("a", .10), _v("b", .30)], "w") == "rises from a to b"
 
@@ -26,7 +29,9 @@ def test_the_paper_is_within_below_or_above_an_interval():
     assert relation(Value("x", .5), .5 + 1e-9) == "below"  # no interval: only the point
     assert "at every" not in against_paper([_v(1, .1), _v(2, .2)], .9, "e")
     assert against_paper([_v(1, .1), _v(2, .2)], .9, "e") == "stays below the paper's 90.0 in every variant"
-    assert against_paper([_v(1, .1), _v(2, .5)], .51, "e") == "reaches the paper's 51.0 (within the interval) at e 2"
+    assert against_paper([_v(1, .1), _v(2, .5)], .51, "e") == "reaches the paper's 51.0 (within its 95% interval) at e 2"
+    at = against_paper([_v(1, .1), Value("2", .5, .48, .52, 1000)], .51, "e")
+    assert at == "reaches the paper's 51.0 (within its 95% interval over 1000 test images) at e 2"
     assert against_paper([_v(1, .1), _v(2, .9)], .5, "e").startswith("crosses the paper's 50.0")
 
 
@@ -79,13 +84,13 @@ def test_the_report_says_what_its_experiments_measured_and_changes_with_them(tmp
     line = next(x for x in md.splitlines() if x.startswith("  - Target epochs"))
     # the paper's 16.1 lies in the 1-epoch interval (15.0: 12.9-17.3), and PGD falls beyond the intervals
     assert "PGD 15.0 (12.9–17.3) (1) → 2.0 (1.3–3.1) (10)" in line, line
-    assert "falls with target.epochs" in line and "reaches the paper's 16.1 (within the interval) at target.epochs 1" \
+    assert "falls with target.epochs" in line and "reaches the paper's 16.1 (within its 95% interval) at target.epochs 1" \
         in line, line
     assert md.count("no experiment yet bears on this number") == 17  # 18 numbers, one with its experiment
-    assert "| Table 1 | MNIST | unsecured, grey-box PGD | 16.1 | 2.0 (1.3–3.1) | - | above ours | 1 |" in md
+    assert "| Table 1 | MNIST | unsecured, grey-box PGD | 16.1 | 2.0 (1.3–3.1) | - | - | above ours | 1 |" in md
     md = write(_archive(tmp_path / "b", .03), paper).read_text()
     line = next(x for x in md.splitlines() if x.startswith("  - Target epochs"))
-    assert "does not move beyond its intervals" in line and "stays below the paper's 16.1" in line, line
+    assert "shows no difference beyond its intervals" in line and "stays below the paper's 16.1" in line, line
     assert (tmp_path / "b" / "run" / "gaps.csv").read_text().splitlines()[0].startswith("table,dataset,number,paper")
 
 
@@ -136,3 +141,12 @@ def test_a_variant_may_not_name_a_file_of_the_archives_run(tmp_path):
             with pytest.raises(GapsError, match=r"target-epochs/experiment.yaml: variant 'run' names .*a file of "
                                                  r"the archive's run"):
                 experiments(archive)
+
+
+def test_robust_accuracy_comes_from_the_evaluation_or_its_cascades_first_step():
+    line = {"accuracy": 0.593, "correct": 593, "images": 1000, "interval_95": [0.562, 0.623]}
+    assert robust_value({"robust": {"pgd": line}}, "pgd") == Value("robust", 0.593, 0.562, 0.623, 1000)
+    old = {"attacks": {"whitebox": {"attack": "pgd"}},  # an evaluation that predates `robust`
+           "whitebox_pgd_cascade": {"01. clean, grey-box PGD": line, "02. + white-box PGD step 0.1": {}}}
+    assert robust_value(old, "pgd").accuracy == 0.593
+    assert robust_value(old, "fgsm") is None  # no step says it: not guessed

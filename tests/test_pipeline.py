@@ -5,6 +5,7 @@ a test that changes anything works on its own copy of the Snakemake build (snake
 either engine there."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -30,7 +31,7 @@ from .truth import (check_engines_agree, check_lineage_agrees, check_lock_tells_
 
 pytestmark = pytest.mark.pipeline
 DATASETS = ("mnist", "cifar10")
-METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "intervals", "whitebox_pgd_cascade", "sanity",
+METRIC_KEYS = {"dataset", "defence", "threat_model", "accuracy", "intervals", "robust", "whitebox_pgd_cascade", "sanity",
                "sanity_failed", "whitebox_robust_index",
                "degenerate", "robustness", "data",
                "target", "attacks"}
@@ -59,6 +60,8 @@ def check_artifacts(project, datasets=DATASETS) -> None:
                     assert g["pred"].dtype == np.int64 and g["y"].shape == (len(index),)
                     assert x_adv.min() >= 0 and x_adv.max() <= 1
                     assert np.abs(x_adv - clean[split][index]).max() <= eps[attack] + 1e-6
+        with h5py.File(project / f"data/adversarial/{ds}/pgd.h5") as f:  # the test images every evaluation uses
+            test_index = hashlib.sha256(f["test"]["index"][()].astype("<i8").tobytes()).hexdigest()
         for name, d in DEFENCES.items():
             metrics = json.loads((project / f"data/metrics/{ds}/evaluate_{name}.json").read_text())
             assert set(metrics) == METRIC_KEYS and metrics["defence"]["name"] == name
@@ -88,11 +91,12 @@ def check_artifacts(project, datasets=DATASETS) -> None:
             assert curve["accuracy"][curve["epsilon"].index(0.2)] == acc["whitebox_pgd"]
             assert set(metrics["sanity"]) == {"not_degenerate", "keeps_clean_accuracy", "unbounded_budget",
                                               "converged", "whitebox_not_above_greybox", "autoattack_plus", "autoattack_rerun",
-                                              "gradient_free_not_stronger", "autoattack_checks"}
+                                              "gradient_free_not_stronger", "autoattack_checks", "single_step_not_masked"}
             assert metrics["degenerate"] == (metrics["sanity"]["not_degenerate"]["verdict"] == "FAIL")
             agree_with_counts(metrics)
             assert len(metrics["whitebox_robust_index"]) == metrics["intervals"]["whitebox_pgd"]["correct"]
-            assert metrics["data"] == {"canonical": False, "test_images": 100, "target_train_images": 300}
+            assert metrics["data"] == {"canonical": False, "test_images": 100, "target_train_images": 300,
+                                       "test_index_sha256": test_index}
             assert metrics["defence"]["trained"] == d.trains
         acc = json.loads((project / f"data/metrics/{ds}/evaluate_unsecured.json").read_text())["accuracy"]
         assert acc["clean"] > 0.5 and acc["pgd"] < acc["clean"]
@@ -101,8 +105,9 @@ def check_artifacts(project, datasets=DATASETS) -> None:
         report = (project / f"data/reports/{ds}/table.md").read_text()
         assert "NON-canonical" in report and "RANDOM weights" in report
         table = pd.read_csv(project / f"data/reports/{ds}/table.csv")
-        assert list(table.columns) == ["attack", "defence", "accuracy_%", "95%_interval", "paper_%", "white-box_%",
-                                       "white-box_95%_interval", "paper_says_broken", "flags"]
+        assert list(table.columns) == ["attack", "defence", "accuracy_%", "95%_interval", "robust_%",
+                                       "robust_95%_interval", "paper_%", "white-box_%", "white-box_95%_interval",
+                                       "paper_says_broken", "flags"]
         # a defence is flagged exactly where its metrics call it degenerate or a sanity check failed
         evaluations = {d.label: json.loads((project / f"data/metrics/{ds}/evaluate_{n}.json").read_text())
                        for n, d in DEFENCES.items()}

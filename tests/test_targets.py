@@ -63,7 +63,8 @@ def test_the_target_file_names_its_architecture_and_every_stage_builds_that_one(
     module, meta, t = targets.load(out["target"], "cpu")
     assert type(module) is CNN and t.name == "cnn" and meta["architecture"] == "cnn"
     attack.run({**RUN, "target": {**cfg, "architecture": "lenet"},
-                "attack": {"train_size": 20, "test_size": 20, "batch_size": 10, "fgsm": {"epsilon": 0.2}}},
+                "attack": {"train_size": 20, "test_size": 20, "test_sample_seed": 1, "batch_size": 10,
+                           "fgsm": {"epsilon": 0.2}}},
                {"prepared": str(prepared / "prepared.h5"), "target": str(out["target"])},
                {"adversarial": tmp_path / "fgsm.h5"}, "mnist", "fgsm")
     assert (tmp_path / "fgsm.h5").is_file()

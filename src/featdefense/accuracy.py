@@ -37,19 +37,25 @@ def degenerate(predictions: torch.Tensor, num_classes: int, share: float) -> dic
     return {"degenerate": most > share, "majority_class": top, "majority_share": round(most, 6), "threshold": share}
 
 
-def tolerated(images: int, count: int, share: float) -> int:
-    """How many images a stronger attack may newly break before a paired check fails: `count`, or `share`
-    of the images the check looks at where that is more (AutoAttack's Square check: 0.2 points)."""
-    return max(count, math.floor(share * images))
+def tolerated(left: int, share: float, min_images: int) -> int:
+    """How many of the `left` images a reference attack left a stronger attack may newly break before a
+    paired check fails: `share` of them, rounded down (AutoAttack's Square check: 0.2 points), and one image
+    from `min_images` images on (one image is then a small share of them: chance, e.g. a processor's other
+    rounding). Below `min_images` none: one image newly broken fails the check, so it cannot pass where the
+    stronger attack broke a large share of what it ran on (1 of 1, 1 of 2, 1 of 4)."""
+    return max(math.floor(share * left), 1) if left >= min_images else 0
 
 
-def nested(reference: torch.Tensor, after: torch.Tensor, tolerance: int) -> dict:
+def nested(reference: torch.Tensor, after: torch.Tensor, share: float, min_images: int) -> dict:
     """A paired, nested comparison on the same images: `reference` the images a reference attack left,
     `after` those a stronger one (run on them) still leaves. Every image it newly breaks is evidence, not
-    sampling noise: the verdict is FAIL when more than `tolerance` are, "n/a" when the reference left
-    none (nothing to compare)."""
+    sampling noise: the verdict is FAIL when it breaks more than `tolerated` of them, and where it broke no
+    more, "pass" only on at least `min_images` images: on fewer (none included) a clean comparison shows too
+    little, and the verdict is "n/a"."""
     left, broken = int(reference.sum()), int((reference & ~after).sum())
-    verdict = "n/a" if left == 0 else "pass" if broken <= tolerance else "FAIL"
+    tolerance = tolerated(left, share, min_images)
+    verdict = "FAIL" if broken > tolerance else "pass" if left >= max(1, min_images) else "n/a"
     why = ("the reference attack left no image" if left == 0 else
-           f"{broken} of the {left} images the reference left were broken ({tolerance} tolerated)")
+           f"{broken} of the {left} images the reference left were broken ({tolerance} tolerated)"
+           + (f"; fewer than {min_images} images: too few for a pass" if verdict == "n/a" else ""))
     return {"verdict": verdict, "why": why, "left": left, "broken": broken, "tolerated": tolerance}

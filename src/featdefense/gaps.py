@@ -48,11 +48,12 @@ class GapsError(FeatdefenseError):
 
 @dataclass(frozen=True)
 class Value:
-    """An accuracy (0-1), and its 95% interval where the number of images is known."""
+    """An accuracy (0-1), and its 95% interval over `images` test images where their number is known."""
     label: str
     accuracy: float
     low: float | None = None
     high: float | None = None
+    images: int | None = None
 
     def pct(self) -> str:
         where = "" if self.low is None else f" ({100 * self.low:.1f}–{100 * self.high:.1f})"
@@ -87,18 +88,24 @@ def trend(values: list[Value], varies: str) -> str:
     along = (f"with {varies}" if all(_numeric(v.label) for v in values)
              else f"from {values[0].label} to {values[-1].label}")
     if set(steps) <= {"="}:
-        return f"does not move beyond its intervals {along}"
+        return f"shows no difference beyond its intervals {along}"
     if "+" in steps and "-" in steps:
         return f"moves both ways {along}"
     word = "rises" if "+" in steps else "falls"
-    return f"{word} {along}" + (", then levels off" if len(steps) > 1 and steps[-1] == "=" else "")
+    flat = len(steps) - len("".join(steps).rstrip("="))  # the last steps within the intervals
+    # a shape only with evidence for it: two steps in a row with no difference shown at the end of the sweep
+    tail = ("" if not flat else ", then levels off" if flat >= 2 else
+            f", then shows no difference from {values[-2].label} to {values[-1].label}")
+    return f"{word} {along}{tail}"
 
 
 def against_paper(values: list[Value], paper: float, varies: str) -> str:
     rel = [relation(v, paper) for v in values]
     if "within" in rel:
         at = ", ".join(v.label for v, r in zip(values, rel) if r == "within")
-        return f"reaches the paper's {100 * paper:.1f} (within the interval) at {varies} {at}"
+        images = {v.images for v, r in zip(values, rel) if r == "within"}
+        over = f" over {images.pop()} test images" if len(images) == 1 and None not in images else ""
+        return f"reaches the paper's {100 * paper:.1f} (within its 95% interval{over}) at {varies} {at}"
     if len(set(rel)) == 1:
         return f"stays {rel[0]} the paper's {100 * paper:.1f} in every variant"
     return f"crosses the paper's {100 * paper:.1f}: " + ", ".join(f"{r} it at {v.label}" for v, r in zip(values, rel))
@@ -160,10 +167,11 @@ def read_value(path: Path, label: str, measures: str) -> Value:
     key = measures.rsplit(".", 1)[-1]
     if key in m.get("intervals", {}):
         low, high = m["intervals"][key]["interval_95"]
+        images = m["intervals"][key].get("images")
     else:
         images = _dig(m, "data.test_images")
         low, high = wilson(round(accuracy * images), images)
-    return Value(label, accuracy, low, high)
+    return Value(label, accuracy, low, high, images)
 
 
 def experiments(archive: Path) -> list[dict]:
@@ -298,6 +306,21 @@ def seed_spread(tables: dict[str, dict], dataset: str, defence: str, attack: str
     return f"{100 * cell['mean']:.1f} ± {100 * cell['sd']:.1f} (seeds {', '.join(map(str, table['seeds']))})"
 
 
+def robust_value(m: dict, attack: str) -> Value | None:
+    """An evaluation's robust accuracy under a grey-box attack (right clean and on its adversarial image): its
+    `robust`, or in an evaluation that predates it, for the cascade's own attack its first step (the images
+    right clean and under that grey-box attack); None where neither says it."""
+    line = m.get("robust", {}).get(attack)
+    if line is None:
+        reference = m.get("attacks", {}).get("whitebox", {}).get("attack", "pgd")
+        cascade = m.get(f"whitebox_{reference}_cascade", {})
+        first = next(iter(cascade.items()), None)
+        if first is None or first[0] != f"01. clean, grey-box {ATTACKS[attack]}":
+            return None
+        line = first[1]
+    return Value("robust", line["accuracy"], *line["interval_95"], line["images"])
+
+
 def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
     """One row per number of the paper's tables: the archive's value and what each of `found` says of it."""
     out, seeds = [], seed_tables(archive)
@@ -307,16 +330,18 @@ def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
             t = json.loads((archive / "metrics" / ds / "target.json").read_text())
             images = t["test_size"]
             ours = Value("archive", t["clean_test_accuracy"], *wilson(round(t["clean_test_accuracy"] * images),
-                                                                       images))
+                                                                       images), images)
             number = "the target, clean"
+            robust = None
         else:
             path = archive / "metrics" / ds / f"evaluate_{defence}.json"
             ours = read_value(path, "archive", f"accuracy.{attack}")
-            number = f"{DEFENCES[defence].label}, grey-box {ATTACKS[attack]}" + (
-                " (degenerate)" if json.loads(path.read_text())["degenerate"] else "")
+            m = json.loads(path.read_text())
+            robust = robust_value(m, attack)
+            number = f"{DEFENCES[defence].label}, grey-box {ATTACKS[attack]}" + (" (degenerate)" if m["degenerate"] else "")
         said = [s for e in found for s in sentences(e, ds, defence, attack, p)]
         out.append({"table": DATASETS[ds][0], "dataset": DATASETS[ds][1], "number": number, "paper": value,
-                    "ours": ours, "seeds": "" if attack == "clean" else seed_spread(seeds, ds, defence, attack),
+                    "ours": ours, "robust": robust, "seeds": "" if attack == "clean" else seed_spread(seeds, ds, defence, attack),
                     "relation": relation(ours, p), "said": said})
     return out
 
@@ -324,14 +349,16 @@ def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
 def render(archive: Path, rows_: list[dict], found: list[dict]) -> tuple[str, str]:
     lines = [f"# Gaps to the paper, `{archive.name}`", "",
              f"Generated by `featdefense gaps results/{archive.name}` from its metrics, its seeds and the experiments under "
-             "its `experiments/` (each folder's `experiment.yaml` says what was run); ours: accuracy % (95% "
+             "its `experiments/` (each folder's `experiment.yaml` says what was run); ours: accuracy % by the paper's "
+             "protocol (right on the adversarial image), robust: right clean and on the adversarial image (95% "
              "Wilson interval over the test images); each sentence is chosen from the numbers by the rules of "
              "`featdefense.gaps`.", "",
-             "| table | dataset | number | paper | ours | seeds (mean ± sd) | the paper's value is | experiments |",
-             "| --- | --- | --- | ---: | --- | --- | --- | ---: |"]
+             "| table | dataset | number | paper | ours | robust | seeds (mean ± sd) | the paper's value is (its protocol) | experiments |",
+             "| --- | --- | --- | ---: | --- | --- | --- | --- | ---: |"]
     for r in rows_:
         where = {"within": "within our interval", "below": "above ours", "above": "below ours"}[r["relation"]]
         lines.append(f"| {r['table']} | {r['dataset']} | {r['number']} | {r['paper']:.1f} | {r['ours'].pct()} | "
+                     f"{r['robust'].pct() if r['robust'] else '-'} | "
                      f"{r['seeds'] or '-'} | {where} | {len(r['said'])} |")
     if found:
         lines += ["", "## The experiments", "",
@@ -342,15 +369,18 @@ def render(archive: Path, rows_: list[dict], found: list[dict]) -> tuple[str, st
                      if e.get("plot") else "") for e in found]
     lines += ["", "## What the experiments say", ""]
     for r in rows_:
-        lines.append(f"- **{r['dataset']}, {r['number']}** (paper {r['paper']:.1f}, ours {r['ours'].pct()}):")
+        robust = f", robust {r['robust'].pct()}" if r["robust"] else ""
+        lines.append(f"- **{r['dataset']}, {r['number']}** (paper {r['paper']:.1f}, ours {r['ours'].pct()}{robust}):")
         lines += [f"  - {s}" for s in r["said"]] or ["  - no experiment yet bears on this number."]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["table", "dataset", "number", "paper", "ours", "low", "high", "seeds", "relation", "experiments"])
+    w.writerow(["table", "dataset", "number", "paper", "ours", "low", "high", "robust", "robust_low", "robust_high",
+                "seeds", "relation", "experiments"])
     for r in rows_:
-        o = r["ours"]
+        o, rb = r["ours"], r["robust"]
+        robust = [round(100 * v, 2) for v in (rb.accuracy, rb.low, rb.high)] if rb else ["", "", ""]
         w.writerow([r["table"], r["dataset"], r["number"], r["paper"], round(100 * o.accuracy, 2),
-                    round(100 * o.low, 2), round(100 * o.high, 2), r["seeds"], r["relation"], len(r["said"])])
+                    round(100 * o.low, 2), round(100 * o.high, 2), *robust, r["seeds"], r["relation"], len(r["said"])])
     return "\n".join(lines) + "\n", buf.getvalue()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import FeatdefenseError, runs
 from . import params as params_mod
-from .attacks import accuracy_keys
+from .attacks import NAMES, accuracy_keys
 from .defences import DEFENCES
 from .io import write_json, write_text
 from .locations import LOCAL_FILE
@@ -49,28 +49,62 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return mean, sd
 
 
+def accuracy(m: dict, key: str) -> float:
+    """An evaluation's accuracy `key`: a KEYS one, or "robust_<attack>" (right clean and under it grey-box)."""
+    if key.startswith("robust_"):
+        return m["robust"][key[len("robust_"):]]["accuracy"]
+    return m["accuracy"][key]
+
+
+def keys(runs: dict[int, dict[str, dict]]) -> list[str]:
+    """What a seeds table shows: KEYS, and each attack's robust accuracy where every evaluation records it."""
+    robust = all("robust" in m for labels in runs.values() for m in labels.values())
+    return [*KEYS, *([f"robust_{a}" for a in NAMES] if robust else [])]
+
+
 def aggregate(runs: dict[int, dict[str, dict]]) -> dict:
     """{seed: {defence label: metrics}} -> {defence label: {key: {"seeds": [...], "mean": m, "sd": s}}}."""
     labels = list(next(iter(runs.values())))
     table = {}
     for label in labels:
         table[label] = {}
-        for key in KEYS:
-            values = [runs[seed][label]["accuracy"][key] for seed in sorted(runs)]
+        for key in keys(runs):
+            values = [accuracy(runs[seed][label], key) for seed in sorted(runs)]
             mean, sd = mean_sd(values)
             table[label][key] = {"seeds": values, "mean": mean, "sd": sd}
         table[label]["degenerate_in"] = [seed for seed in sorted(runs) if runs[seed][label]["degenerate"]]
     return table
 
 
-def markdown(dataset: str, seeds: list[int], table: dict, images: int) -> str:
-    head = ["defence"] + [k.replace("_", " ") for k in KEYS] + ["degenerate in seeds"]
+def same_test_images(found: dict[int, dict[str, dict]]) -> bool | None:
+    """Whether every seed's evaluations ran on the same test images (the SHA-256 of their index each evaluation
+    records); None where an evaluation does not record it."""
+    said = [m["data"].get("test_index_sha256") for labels in found.values() for m in labels.values()]
+    return None if None in said else len(set(said)) == 1
+
+
+def test_images_note(same: bool | None) -> str:
+    return {True: "Every seed is evaluated on the same test images (attack.test_sample_seed): the spread is "
+                  "training's (the target, the attack files' train examples, each defence's training), not the "
+                  "test sample's.",
+            False: "The seeds are evaluated on DIFFERENT test images: the spread mixes training with the test "
+                   "sample.",
+            None: "Whether the seeds share their test images is not recorded (evaluations that predate "
+                  "data.test_index_sha256): the spread may mix training with the test sample."}[same]
+
+
+def markdown(dataset: str, seeds: list[int], table: dict, images: int, same: bool | None) -> str:
+    shown = [k for k in next(iter(table.values())) if k != "degenerate_in"]
+    head = ["defence"] + [k.replace("_", " ") for k in shown] + ["degenerate in seeds"]
     lines = [f"## {dataset}: accuracy (%) over seeds {', '.join(map(str, seeds))}: mean ± sd ({images} test images)",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, row in table.items():
-        cells = [f"{100 * row[k]['mean']:.1f} ± {100 * row[k]['sd']:.1f}" for k in KEYS]
+        cells = [f"{100 * row[k]['mean']:.1f} ± {100 * row[k]['sd']:.1f}" for k in shown]
         lines.append("| " + " | ".join([label, *cells, ", ".join(map(str, row["degenerate_in"])) or "-"]) + " |")
-    lines += ["", "White-box: the per-image minimum over every attack (see the report's caption)."]
+    robust = " robust ones: right clean and on it." if any(k.startswith("robust_") for k in shown) else ""
+    lines += ["", f"Grey-box columns: the paper's protocol (right on the adversarial image);{robust} White-box: the "
+              "per-image minimum over every attack (see the report's caption).",
+              test_images_note(same)]
     return "\n".join(lines) + "\n"
 
 
@@ -114,12 +148,15 @@ def from_archives(dirs: list[Path], dataset: str, out: Path) -> Path:
     if len(images) > 1:
         raise ValueError(f"the runs were evaluated on different numbers of test images: {sorted(images)}")
     images = images.pop()
+    same = same_test_images({s: {label: found[s][label] for label in labels} for s in seeds})
+    if same is None and "test_sample_seed" not in recipe["attack"]:  # runs that predate it: a test subset was
+        same = recipe["attack"]["test_size"] is None or len(seeds) == 1  # drawn from each training seed
     write_json(out.with_suffix(".json"), {"dataset": dataset, "seeds": seeds, "test_images": images,
-                                          "runs": [str(d) for d in dirs], "table": table,
-                                          "not_in_every_run": missing})
+                                          "same_test_images": same, "runs": [str(d) for d in dirs],
+                                          "table": table, "not_in_every_run": missing})
     note = "".join(f"Not summarised: {label}, not evaluated in the runs of seed(s) "
                    f"{', '.join(map(str, s))}.\n" for label, s in missing.items())
-    write_text(out, markdown(dataset, seeds, table, images) + note)
+    write_text(out, markdown(dataset, seeds, table, images, same) + note)
     return out
 
 
@@ -187,8 +224,10 @@ def run(seeds: list[int], dataset: str, params_path: str = "params.yaml", jobs: 
     table = aggregate(found)
     images = next(iter(found[seeds[0]].values()))["data"]["test_images"]
     OUT.mkdir(parents=True, exist_ok=True)
-    write_json(OUT / f"{dataset}.json", {"dataset": dataset, "seeds": seeds, "test_images": images, "table": table})
-    write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images) + "Each seed's params, dvc.lock and "
+    same = same_test_images(found)
+    write_json(OUT / f"{dataset}.json", {"dataset": dataset, "seeds": seeds, "test_images": images,
+                                         "same_test_images": same, "table": table})
+    write_text(OUT / f"{dataset}.md", markdown(dataset, seeds, table, images, same) + "Each seed's params, dvc.lock and "
                "metrics: `dvc exp show`, the experiments named seed-<k>-<dataset>.\n")
     if jobs == 1:  # back to the workspace's own seed: its outputs come back from DVC's cache, nothing recomputed
         exp_run(own, f"seed-{own}-{dataset}-restored", dataset)

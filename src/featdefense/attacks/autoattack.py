@@ -21,6 +21,12 @@ FAB-T (at its one restart per target class) has no random start: the library sta
 the image itself, so FAB-T run again at the same budget on the same model makes the same examples whatever
 its seed (`repeats`; a test checks it). A later run (plus, a rerun) need not run it again on images it left.
 
+APGD-CE runs on the project's cross-entropy (attacks/loss.py, through the library's hook for a model that
+computes its own loss, `OwnLoss`), not the library's float32 F.cross_entropy, whose true-class gradient vanishes
+on images right by about 17 logits: the loss FGSM and PGD use. The other attacks need no softmax (APGD-DLR and
+APGD-T: the DLR loss on logit differences; FAB: logit differences; Square: the margin loss), so they keep the
+library's.
+
 The library's own checks (`checks`: a randomised defence, probabilities instead of logits, a dynamic
 model, zero gradients seen by APGD, Square finding more than the gradient attacks) run through the
 library too; `findings` collects what each said, per check.
@@ -28,6 +34,10 @@ library too; `findings` collects what each said, per check.
 from __future__ import annotations
 
 import logging
+
+import torch
+
+from .loss import cross_entropy_per_image
 
 STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # the standard version's attacks, in its order
 LABELS = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB", "fab-t": "FAB-T",
@@ -64,6 +74,37 @@ class _Findings:
     debug = info
 
 
+class OwnLoss:
+    """A model as APGD takes one that computes its own loss and gradient (the library's `is_tf_model` hook:
+    `predict`, and `get_logits_loss_grad_xent` for its cross-entropy), with the project's cross-entropy
+    (attacks/loss.py) in place of the library's float32 F.cross_entropy, whose gradient vanishes on images
+    classified right by a margin of about 17 logits (a confident target, a saturating denoiser)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x):
+        return self.model(x)
+
+    def get_logits_loss_grad_xent(self, x, y):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.model(x)
+            loss = cross_entropy_per_image(logits, y)
+            (grad,) = torch.autograd.grad(loss.sum(), [x])
+        return logits.detach(), loss.detach(), grad.detach()
+
+
+def own_loss_apgd(apgd, model):
+    """The library's APGD built again as `apgd` is (its budget, restarts, schedule, seed) on cross-entropy
+    computed by `OwnLoss(model)`."""
+    from pyautoattack.autopgd_base import APGDAttack
+
+    return APGDAttack(OwnLoss(model), n_restarts=apgd.n_restarts, n_iter=apgd.n_iter, verbose=False, eps=apgd.eps,
+                      norm=apgd.norm, eot_iter=apgd.eot_iter, rho=apgd.thr_decr, seed=apgd.seed, device=apgd.device,
+                      use_largereps=apgd.use_largereps, is_tf_model=True, loss="ce", logger=apgd.logger)
+
+
 class AutoAttack:
     def __init__(self, model, epsilon: float, classes: int, version: str = "standard", seed: int = 0,
                  iterations: int | None = None, square_queries: int | None = None, device="cpu"):
@@ -91,15 +132,16 @@ class AutoAttack:
             lib.square.n_queries = square_queries
         for a in (lib.apgd, lib.apgd_targeted):
             a.logger = self.findings  # APGD's zero-gradient check reports here
+        self.apgd_ce = own_loss_apgd(lib.apgd, model)  # (its logger too)  # APGD-CE on the project's cross-entropy
         self.seed = seed
 
     def _run(self, name: str, images, labels):
         lib = self.library
-        attack = {"apgd-ce": lib.apgd, "apgd-dlr": lib.apgd, "apgd-t": lib.apgd_targeted, "fab": lib.fab,
+        attack = {"apgd-ce": self.apgd_ce, "apgd-dlr": lib.apgd, "apgd-t": lib.apgd_targeted, "fab": lib.fab,
                   "fab-t": lib.fab, "square": lib.square}[name]
         attack.seed = self.seed  # as the library sets it before each batch
-        if name in ("apgd-ce", "apgd-dlr"):
-            attack.loss = name.split("-")[1]
+        if name == "apgd-dlr":
+            attack.loss = "dlr"
         if name in ("fab", "fab-t"):
             attack.targeted = name == "fab-t"
             if attack.targeted:

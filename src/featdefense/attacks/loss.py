@@ -8,13 +8,20 @@ p_y - 1 = 1 - 1 - sum p_j still cancels. Here the same function is written as th
 margins z_j - z_y over the other classes and a constant 0 for the true one: the true logit's gradient is
 then -(sum of the other classes' probabilities), formed without subtracting from 1, and it vanishes only
 where those underflow float32 (a margin of about 87 logits).
-FGSM and PGD take this loss's sign, so nothing else about them changes; its value is cross-entropy's."""
+FGSM and PGD take this loss's sign, so nothing else about them changes; its value is cross-entropy's. AutoAttack's
+APGD-CE takes it too (attacks/autoattack.py), in place of the library's float32 F.cross_entropy."""
 import torch
+
+
+def cross_entropy_per_image(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each image's cross-entropy -log softmax(logits)_y, keeping its gradient (AutoAttack's APGD-CE takes
+    it per image)."""
+    true = torch.nn.functional.one_hot(labels, logits.shape[1]).bool()
+    # z_j - z_y, the true class's entry a constant 0 (no gradient formed through it)
+    margins = (logits - logits.gather(1, labels[:, None])).masked_fill(true, 0.0)
+    return torch.logsumexp(margins, dim=1)
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy -log softmax(logits)_y over the batch, as F.cross_entropy, keeping its gradient."""
-    true = torch.nn.functional.one_hot(labels, logits.shape[1]).bool()
-    # z_j - z_y, the true class's entry a constant 0 (no gradient formed through it)
-    margins = (logits - logits.gather(1, labels[:, None])).masked_fill(true, 0.0)
-    return torch.logsumexp(margins, dim=1).mean()
+    return cross_entropy_per_image(logits, labels).mean()

@@ -33,7 +33,7 @@ def run(p, inp, out, dataset, attack):
         for split_no, split in enumerate(SPLITS):
             with open_h5(inp["prepared"]) as prepared:
                 images, labels = prepared[split]["x"], prepared[split]["y"][()]
-                index = subset(len(labels), cfg[f"{split}_size"], p["seed"] + split_no)
+                index = subset(len(labels), cfg[f"{split}_size"], sample_seed(p, split))
                 attack_split(f.create_group(split), attacker, target, images, labels, index, cfg["batch_size"],
                              torch.Generator(device=device).manual_seed(p["seed"] * 1000 + split_no),
                              device, f"{dataset} {attack} {split}")
@@ -43,6 +43,13 @@ def run(p, inp, out, dataset, attack):
         prov = provenance("attack", p, inp)
         f.attrs["target_sha256"] = prov["inputs"]["target"]["sha256"]
         f.attrs["provenance"] = json.dumps(prov, sort_keys=True)
+
+
+def sample_seed(p: dict, split: str) -> int:
+    """What draws a split's subset: the test images from `attack.test_sample_seed` alone, so that every training
+    seed attacks (and the evaluation counts) the same test images and the seeds' spread is training's; the
+    train images from `seed`, part of what a training seed varies."""
+    return p["attack"]["test_sample_seed"] if split == "test" else p["seed"] + SPLITS.index(split)
 
 
 def in_halves_on_oom(attacker, x, y, gen):

@@ -28,6 +28,7 @@ without attacking images already broken.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -37,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks, checkpoints, targets
-from ..accuracy import degenerate, nested, summary, tolerated
+from ..accuracy import degenerate, nested, summary
 from ..attacks.autoattack import CHECKS, AutoAttack
 from ..defended import defended_model, load_defence
 from ..defences import DEFENCES
@@ -73,6 +74,17 @@ def evaluating(name: str, model, p: dict, **override):
 def share(mask: torch.Tensor) -> float:
     """The fraction of True in a boolean mask (in double precision: 0.8 is written as 0.8)."""
     return float(mask.double().mean())
+
+
+def paired(reference: torch.Tensor, after: torch.Tensor, tol: dict) -> dict:
+    """A paired check's counts and verdict under `sanity.tolerance` (accuracy.nested)."""
+    return nested(reference, after, tol["share"], tol["min_images"])
+
+
+def rule(tol: dict) -> str:
+    """The rule `paired` applies, as a check's `what` says it."""
+    return (f"{tol['share']:.1%} of the images it runs on (rounded down), and one image where it runs on "
+            f"{tol['min_images']} or more; on fewer, any image broken fails it and none broken is n/a")
 
 
 def still_correct(model, attack, x, y, robust: torch.Tensor, batch_size: int, device, label: str,
@@ -166,8 +178,10 @@ def run(p, inp, out, dataset, defence):
                                               f"whitebox_{reference.name}_cascade (grey-box ones included), each "
                                               "judged at its best iterate",
         },
-        "accuracy": accuracy,
+        "accuracy": accuracy,  # the paper's protocol for an attack: right on its adversarial image
         "intervals": {k: summary(v) for k, v in correct.items()},
+        # robust accuracy: right clean *and* on the attack's adversarial image (the white-box ones already are)
+        "robust": {k: summary(correct["clean"] & correct[k]) for k in ("clean", *attacks.NAMES)},
         f"whitebox_{reference.name}_cascade": cascade,
         # the test images (their index in the split) that every attack left: what an independent attack checks
         "whitebox_robust_index": index[correct[attacks.whitebox(reference.name)].numpy()].tolist(),
@@ -176,6 +190,8 @@ def run(p, inp, out, dataset, defence):
         "sanity_failed": [k for k, v in sanity.items() if v["verdict"] == "FAIL"],
         "robustness": curve,
         "data": {"canonical": canonical, "test_images": int(len(index)),
+                 # which test images (their index in the split): the same for every training seed
+                 "test_index_sha256": hashlib.sha256(np.asarray(index, dtype="<i8").tobytes()).hexdigest(),
                  "target_train_images": target_meta["metrics"]["train_size"]},
         "target": {"architecture": architecture.name, "epochs": target_meta["metrics"]["epochs"],
                    "clean_accuracy_full_test_set": target_meta["metrics"]["clean_test_accuracy"]},
@@ -268,15 +284,38 @@ def whitebox(model, x, y, predictions, correct, p, device, gen, label: str, bpda
     return robust, cascade, curve_summary(p["robustness"], ref.label, eps, masks, n, robust), sanity
 
 
+def single_step_check(single: dict[str, torch.Tensor], clean: torch.Tensor, alone: torch.Tensor, label: str,
+                      max_missed: float, min_images: int) -> dict:
+    """Gradient masking seen from one step: of the images right clean that the iterative attack alone
+    (`alone`: what it left) breaks, how many every single-step attack at its epsilon (`single`: each one's
+    images left, grey-box and white-box) leaves. A single step in the gradient's sign breaks most of what many
+    steps break where the loss is smooth (the target, Madry); one that leaves most of them points at a
+    gradient that is useless at the image itself (masked: flat, shattered or saturated) but not a step away.
+    FAIL where it leaves more than `max_missed` of them; n/a with no single-step attack, or where the
+    iterative attack broke fewer than `min_images`."""
+    what = (f"of the images right clean that white-box {label} alone breaks, at most {max_missed:.0%} are left by "
+            f"every single-step attack at its epsilon, grey-box and white-box (an image either broke counts as "
+            f"broken in one step; else single-step gradient masking)")
+    broke = clean & ~alone
+    if not single:
+        return {"verdict": "n/a", "what": what, "why": f"no single-step attack at {label}'s epsilon"}
+    left = torch.stack(list(single.values())).all(0)
+    missed, n = int((broke & left).sum()), int(broke.sum())
+    names = ", ".join(single)
+    said = f"{names} left {missed} of the {n} images {label} alone broke"
+    verdict = "n/a" if n < max(1, min_images) else "FAIL" if missed > max_missed * n else "pass"
+    return {"verdict": verdict, "what": what, "iterative_broke": n, "single_step_left": missed,
+            "why": said + (f"; fewer than {min_images}: too few to judge" if verdict == "n/a" else "")}
+
+
 def square_check(square: tuple[torch.Tensor, torch.Tensor] | None, tol: dict) -> dict:
     """The gradient-masking check from the cascade's Square step: (robust before it, robust after it)."""
     what = ("of the images every gradient attack before it left, AutoAttack's Square (gradient-free) breaks at "
-            f"most max({tol['images']}, {tol['share']:.1%} of the images it runs on) (else the gradients are "
-            "likely masked)")
+            f"most {rule(tol)} (else the gradients are likely masked)")
     if square is None:
         return {"verdict": "n/a", "what": what, "why": "AutoAttack (and its Square) not run"}
-    check = {"what": what, **nested(*square, tolerated(len(square[0]), tol["images"], tol["share"]))}
-    if check["verdict"] == "n/a":
+    check = {"what": what, **paired(*square, tol)}
+    if check["left"] == 0:
         check["why"] = "the gradient attacks left no image for Square"
     return check
 
@@ -312,7 +351,7 @@ def convergence(model, x, y, robust, p, device, label, after, sanity, classes: i
     aa, tol, bs = p["whitebox"]["autoattack"], p["sanity"]["tolerance"], p["whitebox"]["batch_size"]
     what = (f"where white-box accuracy stays above {aa['plus_above']} (or above 0 where {' or '.join(UNCONVERGED)}"
             f" failed), AutoAttack's plus version (restarts) on the images every attack left breaks at most "
-            f"max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
+            f"{rule(tol)}")
     kept = share(robust)
     unconverged = [k for k in UNCONVERGED if sanity.get(k, {}).get("verdict") == "FAIL"]
     why = ("AutoAttack not run" if aa["version"] == "none" else "no threshold set" if aa["plus_above"] is None
@@ -325,7 +364,7 @@ def convergence(model, x, y, robust, p, device, label, after, sanity, classes: i
     plus = built(model, p, "plus", p["seed"] + 1, device, classes)
     before = robust
     robust = cascaded(model, plus, "plus", x, y, robust, bs, device, label, after, ran)
-    check = nested(before, robust, tolerated(len(y), tol["images"], tol["share"]))
+    check = paired(before, robust, tol)
     if unconverged:
         check["why"] += f"; run because {' and '.join(unconverged)} failed"
     sanity["autoattack_plus"] = {"what": what, **check}
@@ -507,25 +546,28 @@ def sanity_checks(model, x, y, predictions, correct, robust, p, gen, device, lab
     checks["converged"] = {
         "what": f"of the images {ref.label} alone left, {ref.label} with twice the steps and {cfg['restarts']} "
                 "random restarts "
-                f"breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)",
-        **nested(alone, stronger, tolerated(m, tol["images"], tol["share"])),
+                f"breaks at most {rule(tol)}",
+        **paired(alone, stronger, tol),
         ref.name: summary(alone), "stronger": summary(stronger)}
-    if checks["converged"]["verdict"] == "n/a":
+    if checks["converged"]["left"] == 0:
         checks["converged"]["why"] = f"{ref.label} alone already leaves no image: nothing to converge"
     robust = after(f"white-box {ref.label} of the convergence check (first {m} images)",
                    torch.cat([robust[:m] & stronger, robust[m:]]))
+    checks["single_step_not_masked"] = single_step_check(
+        {n: correct[attacks.whitebox(n)][:m] for n, a in attacks.ATTACKS.items()
+         if not a.iterative and p["attack"][n]["epsilon"] == p["attack"][ref.name]["epsilon"]},
+        clean, alone, ref.label, cfg["single_step"]["max_missed"], cfg["single_step"]["min_images"])
 
     what = (f"of the images white-box {ref.label} (with the convergence check's restarts) left, grey-box "
-            f"{ref.label} breaks at most max({tol['images']}, {tol['share']:.1%} of the images it runs on)")
+            f"{ref.label} breaks at most {rule(tol)}")
     if same_threat:
         checks["whitebox_not_above_greybox"] = {"verdict": "n/a", "what": what,
                                                 "why": "the grey-box attack is this white-box attack (on the "
                                                        "classifier itself)"}
     else:
         grey = correct[ref.name][:m]
-        checks["whitebox_not_above_greybox"] = {"what": what, **nested(stronger, stronger & grey,
-                                                                       tolerated(m, tol["images"], tol["share"])),
+        checks["whitebox_not_above_greybox"] = {"what": what, **paired(stronger, stronger & grey, tol),
                                                 "whitebox": summary(stronger), "greybox": summary(grey)}
-        if checks["whitebox_not_above_greybox"]["verdict"] == "n/a":
+        if checks["whitebox_not_above_greybox"]["left"] == 0:
             checks["whitebox_not_above_greybox"]["why"] = f"white-box {ref.label} already leaves no image"
     return checks, robust
