@@ -39,7 +39,8 @@ def compare(project: Path, dataset: str, name: str, images: int, iterations: int
     eps = p["attack"][p["whitebox"].get("attack", "pgd")]["epsilon"]
     common = dict(n_restarts=1, n_iter=iterations, eot_iter=1, rho=.75, eps=eps, norm="Linf", seed=seed, device="cpu",
                   verbose=False)
-    losses = {"library float32": APGDAttack(model, **common), "float64 logits": APGDAttack(Float64Logits(model), **common),
+    losses = {"library float32": APGDAttack(model, **common),
+              "float64 logits": APGDAttack(Float64Logits(model), **common),
               "project's cross-entropy": own_loss_apgd(APGDAttack(model, **common), model)}
     broken, out = {}, {"dataset": dataset, "defence": name, "images": images, "clean_right": len(y),
                        "iterations": iterations, "seed": seed, "epsilon": eps, "environment": environment("cpu"),

@@ -338,10 +338,12 @@ def rows(archive: Path, paper: dict, found: list[dict]) -> list[dict]:
             ours = read_value(path, "archive", f"accuracy.{attack}")
             m = json.loads(path.read_text())
             robust = robust_value(m, attack)
-            number = f"{DEFENCES[defence].label}, grey-box {ATTACKS[attack]}" + (" (degenerate)" if m["degenerate"] else "")
+            number = f"{DEFENCES[defence].label}, grey-box {ATTACKS[attack]}" + (
+                " (degenerate)" if m["degenerate"] else "")
         said = [s for e in found for s in sentences(e, ds, defence, attack, p)]
         out.append({"table": DATASETS[ds][0], "dataset": DATASETS[ds][1], "number": number, "paper": value,
-                    "ours": ours, "robust": robust, "seeds": "" if attack == "clean" else seed_spread(seeds, ds, defence, attack),
+                    "ours": ours, "robust": robust,
+                    "seeds": "" if attack == "clean" else seed_spread(seeds, ds, defence, attack),
                     "relation": relation(ours, p), "said": said})
     return out
 

@@ -132,7 +132,7 @@ class AutoAttack:
             lib.square.n_queries = square_queries
         for a in (lib.apgd, lib.apgd_targeted):
             a.logger = self.findings  # APGD's zero-gradient check reports here
-        self.apgd_ce = own_loss_apgd(lib.apgd, model)  # (its logger too)  # APGD-CE on the project's cross-entropy
+        self.apgd_ce = own_loss_apgd(lib.apgd, model)  # APGD-CE on the project's cross-entropy (and that logger)
         self.seed = seed
 
     def _run(self, name: str, images, labels):
